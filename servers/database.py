@@ -1,0 +1,157 @@
+"""The suite's own Tango database: PyDatabaseds (pytango-db) on sqlite, as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tango
+
+from servers.process import ProcessStartError, log_tail, terminate
+
+__all__ = ["EmbeddedDatabase", "free_port"]
+
+_LISTENING = re.compile(r"Database DS listening on: host=(\S+), port=(\d+)\.")
+# Same interpreter, no dependency on PATH; main() reads sys.argv[1:].
+_LAUNCHER = "from databaseds.database import main; main()"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on *host* a moment ago (bind-test with port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedDatabase:
+    """A PyDatabaseds process with its own sqlite file and log in *state_dir*.
+
+    ``port=0`` lets the server bind a free port itself (no race); the port it got
+    is kept, so ``stop()`` then ``start()`` serves the same ``tango_host`` again.
+    Use as a context manager or call ``start()`` / ``stop()``.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        instance: str = "2",
+        timeout: float = 30.0,
+        grace: float = 5.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.port = port
+        self.instance = instance
+        self.timeout = timeout
+        self.grace = grace
+        self.sqlite_file = self.state_dir / "tango_database.db"
+        self.log_file = self.state_dir / "databaseds.log"
+        self._proc: subprocess.Popen | None = None
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedDatabase {self.host}:{self.port} pid={self.pid} sqlite={self.sqlite_file}>"
+
+    def __enter__(self) -> EmbeddedDatabase:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def tango_host(self) -> str:
+        """``host:port`` for TANGO_HOST (the port is known once started)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the database server process, None before the first start."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the process exists."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def database(self) -> tango.Database:
+        """A client of this database (independent of the TANGO_HOST environment variable)."""
+        return tango.Database(self.host, self.port)
+
+    def start(self) -> EmbeddedDatabase:
+        """Launch the server and wait until it answers; raise ProcessStartError with the log tail if not."""
+        if self.running:
+            raise RuntimeError(f"{self!r} is already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTANGO_DATABASE_NAME"] = str(self.sqlite_file)
+        # PyDatabaseds falls back to TANGO_HOST for anything not given; pin it to ourselves.
+        env["TANGO_HOST"] = self.tango_host
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = [
+            sys.executable, "-c", _LAUNCHER,
+            "--host", self.host, "--port", str(self.port), "--print-host-port", self.instance,
+        ]  # fmt: skip
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        with self.log_file.open("ab") as log:
+            log.write(f"--- start PyDatabaseds {self.instance} on {self.tango_host}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                argv,
+                cwd=self.state_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + self.timeout
+            self.port = self._wait_port(offset, deadline)
+            self._wait_answer(deadline)
+        except BaseException:
+            terminate(self._proc, self.grace)
+            raise
+        return self
+
+    def _fail(self, what: str) -> None:
+        raise ProcessStartError(f"PyDatabaseds {what}\n--- tail of {self.log_file} ---\n{log_tail(self.log_file)}")
+
+    def _check_alive(self, deadline: float, waiting_for: str) -> None:
+        code = self._proc.poll() if self._proc is not None else None
+        if code is not None:
+            self._fail(f"exited with code {code} while waiting for {waiting_for}")
+        if time.monotonic() > deadline:
+            self._fail(f"gave no {waiting_for} within {self.timeout:g} s")
+
+    def _wait_port(self, offset: int, deadline: float) -> int:
+        while True:
+            with self.log_file.open("rb") as log:
+                log.seek(offset)
+                match = _LISTENING.search(log.read().decode(errors="replace"))
+            if match:
+                return int(match.group(2))
+            self._check_alive(deadline, "listening port")
+            time.sleep(0.05)
+
+    def _wait_answer(self, deadline: float) -> None:
+        while True:
+            try:
+                self.database().get_info()
+                return
+            except tango.DevFailed:
+                self._check_alive(deadline, "answer")
+                time.sleep(0.05)
+
+    def stop(self) -> int | None:
+        """SIGTERM by PID, SIGKILL after the grace period; returns the exit code (None if never started)."""
+        if self._proc is None:
+            return None
+        return terminate(self._proc, self.grace)
