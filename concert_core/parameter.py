@@ -346,9 +346,9 @@ class ParameterValue:
     async def stash(self) -> None:
         """Push the current value (the target where readable) for :meth:`restore`.
 
-        Parameters that cannot be written are not stashed.
+        Parameters that cannot be both read and written are not stashed.
         """
-        if not self.writable:
+        if not self.writable or not (self.readable or self.target_readable):
             return
         value = await (self.get_target() if self.target_readable else self.get())
         self._stash.append(value)
@@ -502,9 +502,13 @@ class QuantityValue(ParameterValue):
             lower, upper = await self.get_limits()
         if lower is not None or upper is not None:
             magnitude = value.magnitude
-            if (lower is not None and np.any(magnitude < lower.magnitude)) or (
-                upper is not None and np.any(magnitude > upper.magnitude)
-            ):
+            if isinstance(magnitude, np.ndarray):
+                below = lower is not None and bool(np.any(magnitude < lower.magnitude))
+                above = upper is not None and bool(np.any(magnitude > upper.magnitude))
+            else:  # scalars: numpy reductions would cost microseconds per call
+                below = lower is not None and magnitude < lower.magnitude
+                above = upper is not None and magnitude > upper.magnitude
+            if below or above:
                 raise SoftLimitError(
                     f"{self.name} = {value:~} is outside the soft limits "
                     f"[{_fmt(lower)}, {_fmt(upper)}]"
