@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from concert_core.base import Quantity  # noqa: E402
-from concert_core.devices.base import Device  # noqa: E402
-from concert_core.quantities import q  # noqa: E402
+from concert_core.base import Quantity
+from concert_core.devices.base import Device
+from concert_core.quantities import q
 
 CALLS = 10_000
 REPEATS = 5

@@ -59,12 +59,12 @@ def values_differ(old: Any, new: Any) -> bool:
     try:
         if isinstance(old, np.ndarray) or isinstance(new, np.ndarray):
             return not np.array_equal(np.asarray(old), np.asarray(new))
-        if isinstance(new, pint.Quantity) and isinstance(old, pint.Quantity):
-            if np.ndim(new.magnitude) or np.ndim(old.magnitude):
-                return not (
-                    old.dimensionality == new.dimensionality
-                    and np.array_equal(old.magnitude, new.to(old.units).magnitude)
-                )
+        if (isinstance(new, pint.Quantity) and isinstance(old, pint.Quantity)
+                and (np.ndim(new.magnitude) or np.ndim(old.magnitude))):
+            return not (
+                old.dimensionality == new.dimensionality
+                and np.array_equal(old.magnitude, new.to(old.units).magnitude)
+            )
         return bool(old != new)
     except (ValueError, TypeError, pint.DimensionalityError):
         return True

@@ -33,7 +33,7 @@ def unit_symbol(unit: pint.Unit | pint.Quantity | str) -> str:
 
 
 def parse_unit(symbol: str) -> pint.Unit:
-    """Return the unit named by ``symbol`` (``"mm"``, ``"millimeter"``, ``"mm / s"``; ``""`` is dimensionless)."""
+    """Return the unit named by ``symbol`` (``"mm"``, ``"mm / s"``; ``""`` is dimensionless)."""
     if not symbol or not symbol.strip():
         return q.dimensionless
     return q.Unit(symbol)

@@ -54,8 +54,13 @@ def start(awaitable: Awaitable[T]) -> asyncio.Task[T]:
 
 
 def running_tasks() -> list[asyncio.Future]:
-    """The registered tasks that have not finished yet."""
+    """The registered tasks that have not finished yet.
+
+    Tasks left behind on a closed loop can never run again; they are dropped here.
+    """
     with _tasks_lock:
+        stale = {task for task in _tasks if task.get_loop().is_closed()}
+        _tasks.difference_update(stale)
         return [task for task in _tasks if not task.done()]
 
 
@@ -129,7 +134,7 @@ class _Channel:
             except asyncio.QueueEmpty:
                 break
 
-    def push_final(self, item: _End | _Failure) -> None:
+    def push_final(self, item: _Failure) -> None:
         """Queue a terminating marker without waiting, dropping pending items if full."""
         while True:
             try:
@@ -168,7 +173,6 @@ def broadcast(
     channels = [_Channel(maxsize) for _ in consumers]
 
     async def feed() -> None:
-        final: _End | _Failure = _End()
         stream = _iterate(producer)
         exhausted = False
         try:
@@ -179,21 +183,29 @@ def broadcast(
                 except StopAsyncIteration:
                     exhausted = True
                     break
-                for channel in channels:
-                    if channel.listening:
-                        await channel.queue.put(item)
-        except BaseException as error:
-            final = _Failure(error)
+                await deliver(item)
+        except asyncio.CancelledError as error:
+            # No more waiting here: consumers stop at once, pending items are dropped.
+            for channel in channels:
+                if channel.listening:
+                    channel.push_final(_Failure(error))
+            raise
+        except Exception as error:
+            await deliver(_Failure(error))
             raise
         finally:
             await stream.aclose()
-            for channel in channels:
-                if channel.listening:
-                    channel.push_final(final)
-        if not exhausted:  # every consumer stopped early
+        if exhausted:
+            await deliver(_End())
+        else:  # every consumer stopped early
             close = getattr(producer, "aclose", None)
             if close is not None:
                 await close()
+
+    async def deliver(item: Any) -> None:
+        for channel in channels:
+            if channel.listening:
+                await channel.queue.put(item)
 
     async def consume(consumer: Callable, channel: _Channel) -> Any:
         items = channel.items()
@@ -300,8 +312,16 @@ def get_event_loop() -> asyncio.AbstractEventLoop:
         return _persistent_loop()
 
 
-def run_in_loop(coroutine: Coroutine[Any, Any, T], error_msg_if_running: str | None = None) -> T:
-    """Run ``coroutine`` to completion from synchronous code and return its result.
+def _discard(awaitable: Awaitable[Any]) -> None:
+    """Close an awaitable that will never run (no "never awaited" warning)."""
+    close = getattr(awaitable, "close", None)
+    if inspect.iscoroutine(awaitable) and close is not None:
+        close()
+
+
+def run_in_loop(coroutine: Awaitable[T], error_msg_if_running: str | None = None) -> T:
+    """Run ``coroutine`` (or another awaitable) to completion from synchronous code and
+    return its result.
 
     It runs on one persistent event loop of this module, created on first use and
     reused by every call, so objects made through it (tasks, queues, devices) keep
@@ -315,17 +335,17 @@ def run_in_loop(coroutine: Coroutine[Any, Any, T], error_msg_if_running: str | N
     except RuntimeError:
         pass
     else:
-        coroutine.close()
+        _discard(coroutine)
         raise RuntimeError(
             error_msg_if_running
             or "an event loop is already running in this thread: use `await` instead"
         )
     if not _loop_busy.acquire(blocking=False):
-        coroutine.close()
+        _discard(coroutine)
         raise RuntimeError("run_in_loop() is already running in another thread")
     try:
         loop = _persistent_loop()
-        task = loop.create_task(coroutine)
+        task = asyncio.ensure_future(coroutine, loop=loop)
         try:
             return loop.run_until_complete(task)
         except KeyboardInterrupt:

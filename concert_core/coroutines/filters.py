@@ -72,7 +72,8 @@ async def downsize(
     Yielded images are views of the incoming ones.
     """
     xs, ys, zs = _as_slice(x_slice), _as_slice(y_slice), _as_slice(z_slice)
-    z_start, z_stop, z_step = zs.start or 0, zs.stop, zs.step or 1
+    z_start, z_stop = zs.start or 0, zs.stop
+    z_step = 1 if zs.step is None else zs.step
     if z_start < 0 or (z_stop is not None and z_stop < 0) or z_step < 1:
         raise ValueError("z_slice needs non-negative start/stop and a positive step")
     index = 0
