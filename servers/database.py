@@ -56,7 +56,9 @@ class EmbeddedDatabase:
         self._proc: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
-        return f"<EmbeddedDatabase {self.host}:{self.port} pid={self.pid} sqlite={self.sqlite_file}>"
+        return (
+            f"<EmbeddedDatabase {self.host}:{self.port} pid={self.pid} sqlite={self.sqlite_file}>"
+        )
 
     def __enter__(self) -> EmbeddedDatabase:
         if not self.running:
@@ -86,10 +88,33 @@ class EmbeddedDatabase:
         return tango.Database(self.host, self.port)
 
     def start(self) -> EmbeddedDatabase:
-        """Launch the server and wait until it answers; raise ProcessStartError with the log tail if not."""
+        """Launch the server and wait until it answers, else raise ProcessStartError (log tail).
+
+        A fixed port that cannot be bound yet is retried until the timeout: after a stop, a
+        client still holding a connection to the old server can block the port for up to a
+        minute (the old server's side waits in FIN_WAIT2).
+        """
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            offset = self._launch()
+            try:
+                self.port = self._wait_port(offset, deadline)
+                self._wait_answer(deadline)
+                return self
+            except ProcessStartError:
+                terminate(self._proc, self.grace)
+                if self.port == 0 or time.monotonic() > deadline or not self._bind_failed(offset):
+                    raise
+                time.sleep(0.5)
+            except BaseException:
+                terminate(self._proc, self.grace)
+                raise
+
+    def _launch(self) -> int:
+        """Start the process; return the log offset where its output begins."""
         env = dict(os.environ)
         env["PYTANGO_DATABASE_NAME"] = str(self.sqlite_file)
         # PyDatabaseds falls back to TANGO_HOST for anything not given; pin it to ourselves.
@@ -112,17 +137,17 @@ class EmbeddedDatabase:
                 env=env,
                 start_new_session=True,
             )
-        try:
-            deadline = time.monotonic() + self.timeout
-            self.port = self._wait_port(offset, deadline)
-            self._wait_answer(deadline)
-        except BaseException:
-            terminate(self._proc, self.grace)
-            raise
-        return self
+        return offset
+
+    def _bind_failed(self, offset: int) -> bool:
+        with self.log_file.open("rb") as log:
+            log.seek(offset)
+            return b"Failed to bind" in log.read()
 
     def _fail(self, what: str) -> None:
-        raise ProcessStartError(f"PyDatabaseds {what}\n--- tail of {self.log_file} ---\n{log_tail(self.log_file)}")
+        raise ProcessStartError(
+            f"PyDatabaseds {what}\n--- tail of {self.log_file} ---\n{log_tail(self.log_file)}"
+        )
 
     def _check_alive(self, deadline: float, waiting_for: str) -> None:
         code = self._proc.poll() if self._proc is not None else None
@@ -151,7 +176,7 @@ class EmbeddedDatabase:
                 time.sleep(0.05)
 
     def stop(self) -> int | None:
-        """SIGTERM by PID, SIGKILL after the grace period; returns the exit code (None if never started)."""
+        """SIGTERM by PID, then SIGKILL after the grace period; return the exit code or None."""
         if self._proc is None:
             return None
         return terminate(self._proc, self.grace)

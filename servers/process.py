@@ -159,13 +159,15 @@ class ServerProcess:
         return [*self.argv, "-ORBendPoint", LOOPBACK_ENDPOINT]
 
     def start(self) -> ServerProcess:
-        """Launch the process and wait until every device answers; raise ProcessStartError otherwise."""
+        """Launch the process and wait until every device answers; else raise ProcessStartError."""
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         with self.log_file.open("ab") as log:
-            log.write(f"--- start {' '.join(self._argv())} (TANGO_HOST={self.tango_host})\n".encode())
+            log.write(
+                f"--- start {' '.join(self._argv())} (TANGO_HOST={self.tango_host})\n".encode()
+            )
             log.flush()
             self._proc = subprocess.Popen(
                 self._argv(),
@@ -192,7 +194,9 @@ class ServerProcess:
             if code is not None:
                 self._fail(f"exited with code {code} before its devices answered")
             if time.monotonic() > deadline:
-                self._fail(f"devices {pending} did not answer within {self.timeout:g} s ({last_error})")
+                self._fail(
+                    f"devices {pending} did not answer within {self.timeout:g} s ({last_error})"
+                )
             device = pending[0]
             try:
                 if device not in proxies:
@@ -203,7 +207,9 @@ class ServerProcess:
                 pending.pop(0)
                 continue
             except tango.DevFailed as error:
-                last_error = error.args[0].desc.strip().splitlines()[0] if error.args else str(error)
+                last_error = (
+                    error.args[0].desc.strip().splitlines()[0] if error.args else str(error)
+                )
             time.sleep(_POLL_INTERVAL)
 
     def _fail(self, what: str) -> None:
@@ -213,7 +219,7 @@ class ServerProcess:
         )
 
     def stop(self) -> int | None:
-        """SIGTERM by PID, SIGKILL after the grace period; returns the exit code (None if never started)."""
+        """SIGTERM by PID, then SIGKILL after the grace period; return the exit code or None."""
         if self._proc is None:
             return None
         return terminate(self._proc, self.grace)
@@ -232,7 +238,7 @@ def start_server(
     timeout: float = 20.0,
     env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
-    """Start a device server process (``TANGO_HOST`` set for it) and wait until its *devices* answer.
+    """Start a device server process with ``TANGO_HOST`` set; wait until its *devices* answer.
 
     Unless *argv* has its own ``-ORBendPoint``, the server listens on loopback with a free port.
     """

@@ -63,7 +63,9 @@ def tango_server(tango_db: EmbeddedDatabase, tmp_path: Path) -> Iterator[ServerF
     ) -> ServerProcess:
         register_server(tango_db.database(), server, instance, tango_class, devices, properties)
         registered.append(f"{server}/{instance}")
-        process = ServerProcess(argv, tango_db.tango_host, devices, tmp_path / f"{server}-{instance}.log", timeout)
+        process = ServerProcess(
+            argv, tango_db.tango_host, devices, tmp_path / f"{server}-{instance}.log", timeout
+        )
         started.append(process)
         return process.start()
 
