@@ -12,6 +12,7 @@ built from the method takes a DevDouble in that unit and says so in its doc_in.
 
 from __future__ import annotations
 
+import types
 import typing
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -45,10 +46,25 @@ def argument_units(func: Any) -> dict[str, UnitOf]:
     hints = typing.get_type_hints(func, include_extras=True)
     found = {}
     for name, hint in hints.items():
-        for extra in getattr(hint, "__metadata__", ()):
-            if isinstance(extra, UnitOf):
-                found[name] = extra
+        marker = unit_marker(hint)
+        if marker is not None:
+            found[name] = marker
     return found
 
 
-__all__ = ["InUnitOf", "UnitOf", "argument_units"]
+def unit_marker(hint: Any) -> UnitOf | None:
+    """The :class:`UnitOf` of an annotation, also inside ``Optional``/``X | None``."""
+    for extra in getattr(hint, "__metadata__", ()):
+        if isinstance(extra, UnitOf):
+            return extra
+    for member in typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else ():
+        marker = unit_marker(member)
+        if marker is not None:
+            return marker
+    return None
+
+
+_UNIONS = (typing.Union, types.UnionType)
+
+
+__all__ = ["InUnitOf", "UnitOf", "argument_units", "unit_marker"]

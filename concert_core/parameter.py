@@ -306,6 +306,11 @@ class ParameterValue:
 
         return unsubscribe
 
+    @property
+    def has_observers(self) -> bool:
+        """True while someone is subscribed (devices may announce changes only then)."""
+        return bool(self._observers)
+
     def notify(self, value: Any) -> None:
         """Announce a new ``value`` to the observers (devices call this for their own updates)."""
         self.last_value = value

@@ -62,43 +62,43 @@ class Parameterizable(AsyncObject):
                     setattr(cls, method, _accessor(kind, name))
 
     # -- access ------------------------------------------------------------------------
-    def _values(self) -> dict[str, ParameterValue]:
+    def _concert_values(self) -> dict[str, ParameterValue]:
         try:
             return self.__dict__["_parameter_values"]
         except KeyError:
             values = self.__dict__["_parameter_values"] = {}
             return values
 
-    def _parameters(self) -> dict[str, Parameter]:
+    def _concert_parameters(self) -> dict[str, Parameter]:
         extra = self.__dict__.get("_instance_parameters")
         if extra:
             return {**type(self)._class_parameters, **extra}
         return type(self)._class_parameters
 
     def __getitem__(self, name: str) -> ParameterValue:
-        values = self._values()
+        values = self._concert_values()
         try:
             return values[name]
         except KeyError:
             pass
-        parameter = self._parameters().get(name)
+        parameter = self._concert_parameters().get(name)
         if parameter is None:
             raise ParameterError(name, self)
         value = values[name] = parameter.make_value(self)
         return value
 
     def __contains__(self, name: object) -> bool:
-        return name in self._parameters()
+        return name in self._concert_parameters()
 
     def __iter__(self) -> Iterator[ParameterValue]:
-        for name in sorted(self._parameters()):
+        for name in sorted(self._concert_parameters()):
             yield self[name]
 
     def install_parameters(self, parameters: dict[str, Parameter]) -> None:
         """Add ``parameters`` to this instance only; its class stays the same."""
         extra = self.__dict__.setdefault("_instance_parameters", {})
         for name, parameter in parameters.items():
-            if name in self._parameters():
+            if name in self._concert_parameters():
                 raise ValueError(f"{type(self).__name__} already has a parameter {name!r}")
             parameter.__set_name__(type(self), name)
             extra[name] = parameter

@@ -211,6 +211,8 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
             continue
         kind, unit = _kind_of(hints.get(parameter.name, float))
         if kind in (Kind.JSON, Kind.VOID) or (kind is Kind.QUANTITY and unit is None):
+            if parameter.default is not parameter.empty:
+                continue  # optional and not expressible in Tango: callers get the default
             LOG.info("%s.%s not published: argument %r has no Tango type",
                      cls.__name__, name, parameter.name)
             return None

@@ -1,0 +1,5 @@
+"""Grippers."""
+
+from concert_core.devices.grippers.base import Gripper
+
+__all__ = ["Gripper"]

@@ -1,0 +1,5 @@
+"""Photodiodes."""
+
+from concert_core.devices.photodiodes.base import PhotoDiode
+
+__all__ = ["PhotoDiode"]

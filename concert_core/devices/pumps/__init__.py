@@ -1,0 +1,5 @@
+"""Pumps."""
+
+from concert_core.devices.pumps.base import Pump
+
+__all__ = ["Pump"]

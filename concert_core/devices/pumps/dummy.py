@@ -1,0 +1,89 @@
+"""A simulated pump that takes ``spin_time`` to start or stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pint
+
+from concert_core.devices.pumps.base import Pump as BasePump
+from concert_core.errors import StateError
+from concert_core.quantities import q
+from concert_core.state import transition
+
+#: Fault kinds of the dummy pump.
+FAULTS = {
+    "clog": "a pumping pump goes to 'error' at once; otherwise the next start() fails "
+            "halfway with StateError",
+}
+
+
+class Pump(BasePump):
+    """A dummy pump. An emergency stop halts it at once (state ``standby``)."""
+
+    async def __ainit__(self, flow_rate: pint.Quantity | None = None,
+                        max_flow_rate: pint.Quantity | None = None,
+                        spin_time: pint.Quantity | None = None) -> None:
+        """Defaults: 10 ml/min, at most 100 ml/min, spin_time 0.1 s."""
+        await super().__ainit__()
+        convert = self["flow_rate"].parameter.convert
+        await self["flow_rate"].set_upper(convert(
+            100 * q.ml / q.min if max_flow_rate is None else max_flow_rate))
+        self._flow_rate = convert(10 * q.ml / q.min if flow_rate is None else flow_rate)
+        self._spin_time = float((0.1 * q.s if spin_time is None else spin_time).to(q.s).magnitude)
+        self._faults: set[str] = set()
+        self._busy: asyncio.Task | None = None
+
+    async def _get_flow_rate(self) -> pint.Quantity:
+        return self._flow_rate
+
+    async def _set_flow_rate(self, value: pint.Quantity) -> None:
+        self._flow_rate = value
+
+    async def _spin(self) -> None:
+        self._busy = asyncio.current_task()
+        try:
+            if "clog" in self._faults:
+                self._faults.discard("clog")
+                await asyncio.sleep(self._spin_time / 2)
+                raise StateError("error", "pump clogged")
+            await asyncio.sleep(self._spin_time)
+        finally:
+            self._busy = None
+
+    @transition(immediate="busy", target="pumping")
+    async def _start(self) -> None:
+        await self._spin()
+
+    @transition(immediate="busy", target="standby")
+    async def _stop(self) -> None:
+        await self._spin()
+
+    @transition(target="standby")
+    async def _reset(self) -> None:
+        pass
+
+    async def _emergency_stop(self) -> None:
+        task = self._busy
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1)
+        if await self.get_state() != "error":
+            self["state"].set_software("standby")
+
+    async def inject_fault(self, kind: str) -> None:
+        """Inject ``"clog"``: a pumping pump goes to ``error`` at once, otherwise the next
+        start() fails halfway (StateError)."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
+        if kind == "clog" and await self.get_state() == "pumping":
+            self["state"].set_software("error", "pump clogged")
+            return
+        self._faults.add(kind)
+
+    async def clear_fault(self) -> None:
+        """Remove every injected fault (the state is left alone; see :meth:`reset`)."""
+        self._faults.clear()
+
+
+__all__ = ["FAULTS", "Pump"]

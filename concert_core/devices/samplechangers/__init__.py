@@ -1,0 +1,5 @@
+"""Sample changers."""
+
+from concert_core.devices.samplechangers.base import SampleChanger
+
+__all__ = ["SampleChanger"]
