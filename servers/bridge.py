@@ -1,0 +1,625 @@
+"""The generic bridge: any concert ``Device`` class published as a Tango device class.
+
+:func:`tango_class` builds, from a concert family class, a ``tango.server.Device``
+subclass named like it. Its commands are the family's public coroutine methods (static,
+so Jive and Astor list them per class). Its attributes are made per device in
+``init_device`` from the implementation the ``concert_class`` property names, because a
+plain Parameter's value type is only known by reading it. The concert device lives on the
+process's asyncio loop (:mod:`servers.runtime`); Tango calls hand coroutines to it.
+
+Reads are served from a mirror of each value. Every change the core announces updates the
+mirror and is pushed as change and archive events; a value older than ``read_cache_ms``
+is read again from the device first. Writes and long commands validate, start the
+operation as a task and return once it has started (its state changed) or finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import types
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pint
+import tango
+from tango.server import Device, command, device_property
+
+from concert_core.parameter import ParameterValue, QuantityValue, SelectionValue
+from concert_core.state import StateValue
+from servers.configuration import check_device_config, parse_args
+from servers.families import Published
+from servers.introspect import CommandSpec, Kind, camel_case, commands_of
+from servers.mapping import (
+    BUSY,
+    COMMAND_TYPES,
+    attribute_type,
+    encode_result,
+    limit_text,
+    parse_limit_text,
+    tango_state,
+    throw,
+    to_tango,
+)
+from servers.runtime import runtime
+
+LOG = logging.getLogger(__name__)
+
+#: How long a call may wait for an operation to start or end (Tango clients give up at 3 s).
+GUARD = 2.5
+MAX_SPECTRUM = 1 << 20
+MAX_IMAGE = 16384
+
+
+@dataclass(eq=False)
+class Mirror:
+    """One published parameter: how it travels and its last known value."""
+
+    name: str
+    value: ParameterValue
+    dtype: Any
+    form: tango.AttrDataFormat
+    unit: pint.Unit | None = None
+    labels: list[str] | None = None
+    announced: bool = False  # kept exact by notifications alone (software state machines)
+    current: Any = None
+    target: Any = None
+    stamp: float = 0.0
+    limits: tuple[float | None, float | None] = (None, None)
+    unsubscribers: list = field(default_factory=list)
+
+    def to_tango(self, value: Any) -> Any:
+        if self.labels is not None:
+            labels = [str(choice) for choice in self.value.values]
+            return labels.index(str(value)) if str(value) in labels else 0
+        return to_tango(value, self.unit, self.dtype)
+
+    def from_tango(self, raw: Any) -> Any:
+        if self.labels is not None:
+            return self.value.values[int(raw)]
+        if self.unit is not None:
+            return np.asarray(raw) * self.unit if isinstance(raw, (list, np.ndarray)) \
+                else float(raw) * self.unit
+        return raw
+
+
+class ConcertDevice(Device):
+    """Base of every bridged Tango class; :func:`tango_class` derives one per family."""
+
+    green_mode = tango.GreenMode.Synchronous
+
+    concert_class = device_property(
+        dtype=str, default_value="",
+        doc="module:Class of the concert device to publish (default: the family's dummy)")
+    concert_args = device_property(
+        dtype=str, default_value="{}",
+        doc='JSON object of constructor arguments; quantities as strings, e.g. "10 mm"')
+    read_cache_ms = device_property(
+        dtype=float, default_value=100.0,
+        doc="A read older than this is taken from the device again (0: always)")
+
+    published: ClassVar[Published]
+    family: ClassVar[type]
+    command_specs: ClassVar[dict[str, CommandSpec]]
+
+    # -- life cycle --------------------------------------------------------------------
+    def init_device(self) -> None:
+        super().init_device()
+        self._loop, self._pusher = runtime()
+        self.concert: Any = None
+        self._mirrors: dict[str, Mirror] = {}
+        self._state_value: StateValue | None = None
+        self._concert_state: str | None = None
+        self._operations: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()
+        self._helpers: set[asyncio.Task] = set()
+        self._started: list[asyncio.Future] = []
+        self._fault = ""
+        self._init_error = ""
+        self._note = ""
+        self._state = tango.DevState.INIT
+        self._status = "initialising"
+        self._conf_proxy: tango.DeviceProxy | None = None
+        self._conf_events: list[int] = []
+        self._alive = True
+        self.set_change_event("State", True, False)
+        self.set_change_event("Status", True, False)
+        try:
+            initial = self._loop.run(self._create(), timeout=60)
+        except BaseException as error:
+            self._init_error = f"{type(error).__name__}: {error}"
+            LOG.error("%s: %s", self.get_name(), self._init_error)
+            self._refresh_state()
+            return
+        for value in self.concert:
+            self._publish(value, initial.get(value.name))
+        self._loop.run(self._subscribe(), timeout=10)
+        self._refresh_state()
+        if any(mirror.unit is not None and mirror.value.writable
+               for mirror in self._mirrors.values()):
+            threading.Thread(target=self._watch_attribute_config, daemon=True,
+                             name=f"conf-{self.get_name()}").start()
+
+    def delete_device(self) -> None:
+        self._alive = False
+        if self.concert is not None:
+            try:
+                self._loop.run(self._shutdown(), timeout=GUARD)
+            except Exception:
+                LOG.exception("%s: shutdown", self.get_name())
+        if self._conf_proxy is not None:
+            for event_id in self._conf_events:
+                try:
+                    self._conf_proxy.unsubscribe_event(event_id)
+                except tango.DevFailed:
+                    pass
+        self.concert = None
+        self._mirrors.clear()
+
+    async def _create(self) -> dict[str, tuple[Any, Any, tuple]]:
+        implementation = self.concert_class or self.published.default
+        cls = check_device_config(self.get_name(), self.family, implementation,
+                                  self.concert_args)
+        self.concert = await cls(**parse_args(cls, self.concert_args))
+        initial = {}
+        for value in self.concert:
+            current = target = None
+            limits: tuple = (None, None)
+            if value.readable:
+                try:
+                    current = await value.get()
+                    if value.target_readable:
+                        target = await value.get_target()
+                except Exception as error:
+                    LOG.warning("%s: reading %s at start: %s", self.get_name(), value.name,
+                                error)
+            if isinstance(value, QuantityValue):
+                limits = await value.get_limits()
+            initial[value.name] = (current, target, limits)
+        return initial
+
+    async def _subscribe(self) -> None:
+        for mirror in self._mirrors.values():
+            mirror.unsubscribers.append(mirror.value.subscribe(self._on_value))
+            if isinstance(mirror.value, QuantityValue):
+                mirror.unsubscribers.append(mirror.value.subscribe_limits(self._on_limits))
+        if self._state_value is not None:
+            self._state_value.subscribe(self._on_state)
+            self._concert_state = await self._state_value.get()
+
+    async def _shutdown(self) -> None:
+        await self._cancel(self._operations | self._helpers)
+        for mirror in self._mirrors.values():
+            for unsubscribe in mirror.unsubscribers:
+                unsubscribe()
+
+    # -- attributes --------------------------------------------------------------------
+    def _publish(self, value: ParameterValue, initial: tuple | None) -> None:
+        current, target, limits = initial or (None, None, (None, None))
+        if value.name == "state" and isinstance(value, StateValue):
+            self._state_value = value
+            return
+        if value.name.lower() in ("state", "status"):
+            return
+        unit = labels = None
+        if isinstance(value, QuantityValue):
+            unit = value.unit
+            dtype, form, shape = attribute_type(current if current is not None else 0.0)
+            dtype = tango.DevDouble if form == tango.AttrDataFormat.SCALAR else dtype
+        elif isinstance(value, SelectionValue):
+            labels = [str(choice) for choice in value.values]
+            dtype, form, shape = tango.DevEnum, tango.AttrDataFormat.SCALAR, ()
+        else:
+            dtype, form, shape = attribute_type(current)
+        mirror = Mirror(value.name, value, dtype, form, unit, labels,
+                        announced=isinstance(value, StateValue) and not value.hardware)
+        if value.readable and value.writable:
+            access = tango.AttrWriteType.READ_WRITE
+        elif value.writable:
+            access = tango.AttrWriteType.WRITE
+        else:
+            access = tango.AttrWriteType.READ
+        if form == tango.AttrDataFormat.SPECTRUM:
+            attr = tango.SpectrumAttr(value.name, dtype, access, max(MAX_SPECTRUM, *shape))
+        elif form == tango.AttrDataFormat.IMAGE:
+            attr = tango.ImageAttr(value.name, dtype, access, max(MAX_IMAGE, shape[1]),
+                                   max(MAX_IMAGE, shape[0]))
+        else:
+            attr = tango.Attr(value.name, dtype, access)
+        properties = tango.UserDefaultAttrProp()
+        properties.set_description(value.help or value.name)
+        if unit is not None:
+            properties.set_unit(value.symbol)
+            properties.set_standard_unit(value.symbol)
+            properties.set_display_unit(value.symbol)
+            lower, upper = limits
+            if lower is not None:
+                properties.set_min_value(limit_text(lower))
+            if upper is not None:
+                properties.set_max_value(limit_text(upper))
+            mirror.limits = (None if lower is None else float(lower.magnitude),
+                             None if upper is None else float(upper.magnitude))
+        if labels is not None:
+            properties.set_enum_labels(labels)
+        attr.set_default_properties(properties)
+        self.add_attribute(attr, self._read_attribute if value.readable else None,
+                           self._write_attribute if value.writable else None)
+        self.set_change_event(value.name, True, False)
+        self.set_archive_event(value.name, True, False)
+        if current is not None:
+            mirror.current = mirror.to_tango(current)
+            mirror.stamp = time.monotonic()
+        if target is not None:
+            mirror.target = mirror.to_tango(target)
+        self._mirrors[value.name] = mirror
+
+    def _read_attribute(self, attr: tango.Attribute) -> None:
+        mirror = self._mirrors[attr.get_name()]
+        age = time.monotonic() - mirror.stamp
+        if mirror.current is None or (not mirror.announced and age * 1000 > self.read_cache_ms):
+            try:
+                self._loop.run(self._fetch(mirror), timeout=GUARD)
+            except BaseException as error:
+                throw(error, f"{self.get_name()}/{mirror.name}")
+        attr.set_value(mirror.current)
+        if mirror.target is not None and mirror.value.writable:
+            try:
+                self.get_device_attr().get_w_attr_by_name(mirror.name).set_write_value(
+                    mirror.target)
+            except (tango.DevFailed, TypeError, ValueError):
+                pass
+
+    async def _fetch(self, mirror: Mirror) -> None:
+        value = await mirror.value.get()
+        mirror.current = mirror.to_tango(value)
+        mirror.stamp = time.monotonic()
+        if mirror.value.target_readable:
+            mirror.target = mirror.to_tango(await mirror.value.get_target())
+
+    def _write_attribute(self, attr: tango.WAttribute) -> None:
+        mirror = self._mirrors[attr.get_name()]
+        try:
+            value = mirror.from_tango(attr.get_write_value())
+            self._loop.run(self._write(mirror, value), timeout=GUARD + 0.3)
+        except BaseException as error:
+            throw(error, f"{self.get_name()}/{mirror.name}")
+
+    async def _write(self, mirror: Mirror, value: Any) -> None:
+        value = await mirror.value.validate(value)
+        if mirror.value.target_readable or mirror.value.readable:
+            mirror.target = mirror.to_tango(value)
+        await self._start(asyncio.ensure_future(mirror.value.set(value)), f"write {mirror.name}",
+                          wait_for_state=True)
+
+    # -- notifications (loop thread) -----------------------------------------------------
+    def _on_value(self, value: ParameterValue, new: Any) -> None:
+        mirror = self._mirrors.get(value.name)
+        if mirror is None or not self._alive:
+            return
+        data = mirror.to_tango(new)
+        mirror.current = data
+        mirror.stamp = time.monotonic()
+        self._pusher.put(lambda: self._push(mirror.name, data))
+
+    def _push(self, name: str, data: Any) -> None:
+        if self._alive:
+            self.push_change_event(name, data)
+            self.push_archive_event(name, data)
+
+    def _on_state(self, value: ParameterValue, new: str) -> None:
+        self._concert_state = new
+        for waiter in self._started:
+            if not waiter.done():
+                waiter.set_result(new)
+        self._refresh_state()
+
+    def _refresh_state(self) -> None:
+        """Recompute Tango State/Status from the concert state and push them if changed."""
+        if self._init_error:
+            state, status = tango.DevState.FAULT, f"init failed: {self._init_error}"
+        else:
+            state = tango_state(self._concert_state)
+            status = self._state_value.describe() if self._state_value is not None else "on"
+            if self._concert_state is not None:
+                status = self._state_value.describe()
+            if self._fault:
+                if state not in (tango.DevState.FAULT, tango.DevState.ALARM):
+                    state = tango.DevState.FAULT
+                status = f"{status}\n{self._fault}"
+            if self._note:
+                status = f"{status}\n{self._note}"
+        if (state, status) == (self._state, self._status):
+            return
+        self._state, self._status = state, status
+        self._pusher.put(lambda: self._push_state(state, status))
+
+    def _push_state(self, state: tango.DevState, status: str) -> None:
+        if not self._alive:
+            return
+        self.set_state(state)
+        self.set_status(status)
+        self.push_change_event("State", state)
+        self.push_change_event("Status", status)
+
+    def dev_state(self) -> tango.DevState:
+        if self._state_value is not None and self._state_value.hardware and self.concert:
+            try:
+                self._loop.run(self._state_value.get(), timeout=GUARD)
+            except Exception as error:
+                LOG.warning("%s: reading the state: %s", self.get_name(), error)
+        return self._state
+
+    def dev_status(self) -> str:
+        self.dev_state()
+        return self._status
+
+    def _on_limits(self, value: QuantityValue) -> None:
+        task = asyncio.ensure_future(self._limits_changed(value))
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _limits_changed(self, value: QuantityValue) -> None:
+        mirror = self._mirrors.get(value.name)
+        if mirror is None:
+            return
+        lower, upper = await value.get_limits()
+        mirror.limits = (None if lower is None else float(lower.magnitude),
+                         None if upper is None else float(upper.magnitude))
+        self._pusher.put(lambda: self._push_limits(mirror.name, lower, upper))
+
+    def _push_limits(self, name: str, lower: Any, upper: Any) -> None:
+        if not self._alive:
+            return
+        attribute = self.get_device_attr().get_attr_by_name(name)
+        properties = attribute.get_properties()
+        properties.min_value = limit_text(lower)
+        properties.max_value = limit_text(upper)
+        attribute.set_properties(properties)
+
+    # -- limits written by clients (Jive's attribute configuration) ---------------------
+    def _watch_attribute_config(self) -> None:
+        """Follow our own ATTR_CONF_EVENTs: Tango offers no hook for a client's
+        ``set_attribute_config``, so a changed min/max is taken over as the user limits,
+        or reverted (with the reason in Status) when the limits are locked."""
+        with tango.EnsureOmniThread():
+            deadline = time.monotonic() + 60
+            while self._alive and time.monotonic() < deadline:
+                try:
+                    proxy = tango.DeviceProxy(self.get_name())
+                    proxy.ping()
+                    break
+                except tango.DevFailed:
+                    time.sleep(0.2)
+            else:
+                return
+            self._conf_proxy = proxy
+            for mirror in list(self._mirrors.values()):
+                if mirror.unit is None or not mirror.value.writable:
+                    continue
+                try:
+                    self._conf_events.append(proxy.subscribe_event(
+                        mirror.name, tango.EventType.ATTR_CONF_EVENT, self._on_conf_event))
+                except tango.DevFailed as error:
+                    LOG.warning("%s: no configuration events for %s: %s", self.get_name(),
+                                mirror.name, error)
+
+    def _on_conf_event(self, event: tango.AttrConfEventData) -> None:
+        if event.err or event.attr_conf is None or not self._alive:
+            return
+        mirror = self._mirrors.get(event.attr_conf.name)
+        if mirror is None:
+            return
+        try:
+            wanted = (parse_limit_text(event.attr_conf.min_value),
+                      parse_limit_text(event.attr_conf.max_value))
+        except ValueError:
+            return
+        if wanted != mirror.limits:
+            self._loop.submit(self._take_client_limits(mirror, *wanted))
+
+    async def _take_client_limits(self, mirror: Mirror, lower: float | None,
+                                  upper: float | None) -> None:
+        value = mirror.value
+        assert isinstance(value, QuantityValue)
+        new_lower = None if lower is None else lower * mirror.unit
+        new_upper = None if upper is None else upper * mirror.unit
+        try:
+            current_upper = await value.get_upper()
+            if new_lower is not None and current_upper is not None and new_lower > current_upper:
+                await value.set_upper(new_upper)
+                await value.set_lower(new_lower)
+            else:
+                await value.set_lower(new_lower)
+                await value.set_upper(new_upper)
+            self._note = ""
+        except Exception as error:
+            self._note = (f"{type(error).__name__}: client limits [{lower}, {upper}] for "
+                          f"{mirror.name} refused: {error}")
+            await self._limits_changed(value)  # put the device's limits back
+        self._refresh_state()
+
+    # -- operations --------------------------------------------------------------------
+    async def _start(self, task: asyncio.Future, what: str, wait_for_state: bool) -> Any:
+        """Wait until ``task`` is done, or (long operations) has changed the state.
+
+        Errors raised before we return reach the caller; errors after that drive the
+        device to FAULT with the message in Status.
+        """
+        self._operations.add(task)
+        task.add_done_callback(self._operation_done)
+        if self._fault:
+            self._fault = ""
+            self._refresh_state()
+        waiter = asyncio.get_running_loop().create_future()
+        if wait_for_state:
+            self._started.append(waiter)
+        try:
+            await asyncio.wait({task, waiter}, timeout=GUARD,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if waiter in self._started:
+                self._started.remove(waiter)
+            waiter.cancel()
+        if task.done():
+            return task.result()
+        task.concert_what = what  # type: ignore[attr-defined]
+        self._background.add(task)
+        return None
+
+    def _operation_done(self, task: asyncio.Future) -> None:
+        self._operations.discard(task)
+        background = task in self._background
+        self._background.discard(task)
+        if not background or task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            what = getattr(task, "concert_what", "operation")
+            self._fault = f"{what} failed: {type(error).__name__}: {error}"
+            LOG.error("%s: %s", self.get_name(), self._fault)
+            self._refresh_state()
+
+    async def _cancel(self, tasks: set) -> None:
+        tasks = {task for task in tasks if not task.done()}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=GUARD)
+
+    def _execute(self, spec: CommandSpec, argin: Any) -> Any:
+        if self.concert is None:
+            tango.Except.throw_exception(
+                "StateError", f"device not initialised: {self._init_error}", spec.name)
+        try:
+            return self._loop.run(self._command(spec, argin), timeout=GUARD + 0.4)
+        except BaseException as error:
+            throw(error, f"{self.get_name()}/{spec.name}")
+
+    async def _command(self, spec: CommandSpec, argin: Any) -> Any:
+        arguments = decode_arguments(spec, argin, self.family)
+        device = self.concert
+        if spec.method == "stop":
+            await self._cancel(self._operations)
+            stop = getattr(device, "stop", None)
+            if stop is not None and self._concert_state is not None \
+                    and tango_state(self._concert_state) in BUSY:
+                await self._start(asyncio.ensure_future(stop()), "stop", wait_for_state=False)
+            return None
+        if spec.method == "emergency_stop":
+            await self._cancel(self._operations)
+            await device.emergency_stop()
+            return None
+        method = getattr(device, spec.method)
+        if spec.method in ("lock", "unlock"):
+            method(*arguments)
+            return None
+        outcome = method(*arguments)
+        task = outcome if isinstance(outcome, asyncio.Future) else asyncio.ensure_future(outcome)
+        result = await self._start(task, spec.name, wait_for_state=spec.background)
+        if not task.done() and spec.result is not Kind.VOID:
+            raise TimeoutError(f"{spec.name} is still running after {GUARD} s")
+        unit = spec.result_unit.unit(self.family) if spec.result_unit is not None else None
+        return encode_result(spec.result, result, unit)
+
+
+def decode_arguments(spec: CommandSpec, argin: Any, owner: type) -> tuple:
+    """Turn a command's argin into the method's arguments (units attached)."""
+    if not spec.arguments:
+        return ()
+    raw = list(argin) if spec.packed else [argin]
+    required = sum(1 for argument in spec.arguments
+                   if argument.default is inspect.Parameter.empty)
+    if not required <= len(raw) <= len(spec.arguments):
+        names = ", ".join(argument.name for argument in spec.arguments)
+        raise ValueError(f"{spec.name} takes [{names}], got {len(raw)} value(s)")
+    values = []
+    for argument, item in zip(spec.arguments, raw, strict=False):
+        kind = argument.kind
+        if kind is Kind.QUANTITY:
+            values.append(float(item) * argument.unit.unit(owner))
+        elif kind is Kind.BOOL:
+            values.append(item if isinstance(item, bool) else str(item).lower() in ("1", "true"))
+        elif kind is Kind.INT:
+            values.append(int(float(item)))
+        elif kind is Kind.FLOAT:
+            values.append(float(item))
+        elif kind is Kind.STR:
+            values.append(str(item))
+        else:
+            values.append(list(item))
+    return tuple(values)
+
+
+def _argument_doc(spec: CommandSpec, owner: type) -> str:
+    parts = []
+    for argument in spec.arguments:
+        if argument.unit is not None:
+            parts.append(f"{argument.name} in {argument.unit.unit(owner):~}")
+        else:
+            parts.append(f"{argument.name} ({argument.kind.value})")
+    return ("[" + ", ".join(parts) + "]") if spec.packed else (parts[0] if parts else "")
+
+
+def _argin_type(spec: CommandSpec) -> Any:
+    if not spec.arguments:
+        return None
+    if not spec.packed:
+        return COMMAND_TYPES[spec.arguments[0].kind]
+    if all(argument.kind is not Kind.STR for argument in spec.arguments):
+        return tango.DevVarDoubleArray
+    return tango.DevVarStringArray
+
+
+def _make_command(spec: CommandSpec, owner: type) -> Any:
+    dtype_in = _argin_type(spec)
+    # No annotations: PyTango 10 would read them as the command's types.
+    if dtype_in is None:
+        def handler(self):  # noqa: ANN001, ANN202
+            return self._execute(spec, None)
+    else:
+        def handler(self, argin):  # noqa: ANN001, ANN202
+            return self._execute(spec, argin)
+    handler.__name__ = spec.name
+    handler.__qualname__ = spec.name
+    handler.__doc__ = spec.doc
+    out = None if spec.result is Kind.VOID else COMMAND_TYPES[spec.result]
+    doc_out = ""
+    if spec.result_unit is not None:
+        doc_out = f"in {spec.result_unit.unit(owner):~}"
+    kwargs: dict[str, Any] = {"doc_in": _argument_doc(spec, owner) or "none",
+                              "doc_out": doc_out or "none"}
+    if dtype_in is not None:
+        kwargs["dtype_in"] = dtype_in
+    if out is not None:
+        kwargs["dtype_out"] = out
+    return command(f=handler, **kwargs)
+
+
+GENERIC_STOP = CommandSpec(method="stop", name="Stop", arguments=(), result=Kind.VOID,
+                           result_unit=None, background=False,
+                           doc="Cancel the running operation (its cleanup runs).")
+
+
+def tango_class(published: Published) -> type:
+    """Build the Tango device class publishing ``published``'s concert family."""
+    family = published.family_class()
+    specs = {spec.name: spec for spec in commands_of(family)}
+    specs.setdefault("Stop", GENERIC_STOP)
+    namespace: dict[str, Any] = {
+        "published": published,
+        "family": family,
+        "command_specs": specs,
+        "__doc__": (family.__doc__ or published.tango_class).strip().splitlines()[0],
+        "__module__": __name__,
+    }
+    for name, spec in specs.items():
+        namespace[name] = _make_command(spec, family)
+    return types.new_class(published.tango_class, (ConcertDevice,),
+                           exec_body=lambda ns: ns.update(namespace))
+
+
+__all__ = ["GUARD", "ConcertDevice", "camel_case", "decode_arguments", "tango_class"]
