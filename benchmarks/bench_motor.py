@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from concert_core.devices.motors.dummy import DEFAULT_SPEED, LinearMotor  # noqa: E402
-from concert_core.quantities import q  # noqa: E402
+from concert_core.devices.motors.dummy import DEFAULT_SPEED, LinearMotor
+from concert_core.quantities import q
 
 STEPS = 100
 STEP = 0.1 * q.mm

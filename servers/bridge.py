@@ -578,10 +578,10 @@ def _make_command(spec: CommandSpec, owner: type) -> Any:
     dtype_in = _argin_type(spec)
     # No annotations: PyTango 10 would read them as the command's types.
     if dtype_in is None:
-        def handler(self):  # noqa: ANN001, ANN202
+        def handler(self):
             return self._execute(spec, None)
     else:
-        def handler(self, argin):  # noqa: ANN001, ANN202
+        def handler(self, argin):
             return self._execute(spec, argin)
     handler.__name__ = spec.name
     handler.__qualname__ = spec.name
