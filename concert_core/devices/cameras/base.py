@@ -1,0 +1,343 @@
+"""Cameras: the :class:`Camera` family and the :class:`BufferedMixin` for cameras with memory.
+
+A camera is set up through its parameters (exposure time, frame rate, trigger source, region of
+interest) while in ``standby``, records frames between :meth:`Camera.start_recording` and
+:meth:`Camera.stop_recording` (state ``recording``) and hands them out with :meth:`Camera.grab`
+or :meth:`Camera.stream`. How frames are triggered is the ``trigger_source``:
+
+* ``AUTO``: the camera triggers itself at ``frame_rate`` from the start of the recording;
+* ``SOFTWARE``: every :meth:`Camera.trigger` exposes exactly one frame;
+* ``EXTERNAL``: a hardware signal (e.g. TTL) triggers each frame.
+
+A camera with internal memory (:class:`BufferedMixin`) can afterwards read the recorded frames
+out of that memory (state ``readout``). This module declares; simulated cameras are in
+:mod:`concert_core.devices.cameras.dummy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+
+from concert_core.coroutines.base import background, run_in_executor
+from concert_core.devices.base import Device
+from concert_core.errors import ConcertError, TransitionNotAllowed
+from concert_core.helpers import Bunch, ImageWithMetadata
+from concert_core.parameter import Parameter, Quantity, Selection
+from concert_core.quantities import q
+from concert_core.state import State, check, transition
+
+TRIGGER_SOURCES = ("AUTO", "SOFTWARE", "EXTERNAL")
+#: A converted frame larger than this is converted in a worker thread.
+_CONVERT_IN_THREAD_BYTES = 1 << 20
+#: Shortest interval between two announcements of the frame counter (s).
+_COUNTER_PERIOD = 0.05
+
+
+class CameraError(ConcertError):
+    """A camera could not deliver what was asked (no frame in time, recording stopped, ...)."""
+
+
+class FramesExhaustedError(CameraError):
+    """There is no further frame: a finite source (file sequence, camera memory) is used up."""
+
+
+def identity(frame: np.ndarray) -> np.ndarray:
+    """The default :attr:`Camera.convert`: the frame unchanged."""
+    return frame
+
+
+# -- limits of the region of interest: the ROI must stay on the sensor --------------------------
+async def _x0_upper(camera: Camera) -> Any:
+    return await camera.get_sensor_width() - await camera.get_roi_width()
+
+
+async def _y0_upper(camera: Camera) -> Any:
+    return await camera.get_sensor_height() - await camera.get_roi_height()
+
+
+async def _width_upper(camera: Camera) -> Any:
+    return await camera.get_sensor_width() - await camera.get_roi_x0()
+
+
+async def _height_upper(camera: Camera) -> Any:
+    return await camera.get_sensor_height() - await camera.get_roi_y0()
+
+
+def _frames_grabbed(camera: Camera) -> int:
+    return camera._frames_grabbed
+
+
+_STANDBY = check(source=["standby"])
+
+
+class Camera(Device):
+    """Base of remotely controllable cameras.
+
+    Implementations provide ``_get_/_set_`` accessors of the parameters and the low-level
+    coroutines ``_record_real`` (start recording), ``_stop_real`` (stop recording),
+    ``_trigger_real`` (a software trigger) and ``_grab_real`` (return the next frame as an
+    ndarray, preferably an :class:`ImageWithMetadata` carrying ``index``, ``exposure_time``,
+    ``timestamp``, ``roi`` and ``trigger_source``).
+
+    ``convert`` is a callable applied to every grabbed frame (identity by default), e.g.
+    ``camera.convert = np.fliplr``.
+    """
+
+    #: Names of the trigger sources: ``camera.trigger_sources.SOFTWARE == "SOFTWARE"``.
+    trigger_sources = Bunch(TRIGGER_SOURCES)
+
+    state = State(
+        default="standby",
+        help="standby: idle; recording: acquiring frames; readout: reading frames out of the "
+        "camera memory; error: failed (see Status)",
+    )
+    exposure_time = Quantity(q.s, lower=0 * q.s, help="Exposure time of one frame")
+    frame_rate = Quantity(
+        1 / q.s, lower=0 / q.s, help="Frames per second recorded with the AUTO trigger source"
+    )
+    trigger_source = Selection(
+        TRIGGER_SOURCES,
+        check=_STANDBY,
+        help="What triggers a frame: AUTO (the camera itself at frame_rate), SOFTWARE "
+        "(trigger()), EXTERNAL (a hardware signal); changed in standby only",
+    )
+    roi_x0 = Quantity(
+        q.pixel, lower=0 * q.pixel, external_upper_getter=_x0_upper, check=_STANDBY,
+        help="First column of the region of interest (0 = sensor edge); changed in standby only",
+    )
+    roi_y0 = Quantity(
+        q.pixel, lower=0 * q.pixel, external_upper_getter=_y0_upper, check=_STANDBY,
+        help="First row of the region of interest (0 = sensor edge); changed in standby only",
+    )
+    roi_width = Quantity(
+        q.pixel, lower=1 * q.pixel, external_upper_getter=_width_upper, check=_STANDBY,
+        help="Width of the region of interest (frame width); changed in standby only",
+    )
+    roi_height = Quantity(
+        q.pixel, lower=1 * q.pixel, external_upper_getter=_height_upper, check=_STANDBY,
+        help="Height of the region of interest (frame height); changed in standby only",
+    )
+    sensor_width = Quantity(q.pixel, help="Number of pixel columns of the sensor")
+    sensor_height = Quantity(q.pixel, help="Number of pixel rows of the sensor")
+    sensor_pixel_width = Quantity(q.um, help="Physical width of one sensor pixel")
+    sensor_pixel_height = Quantity(q.um, help="Physical height of one sensor pixel")
+    buffered = Parameter(
+        check=_STANDBY,
+        help="True: frames recorded faster than grabbed wait in the camera's ring buffer and "
+        "are grabbed in order; False: grab returns the newest frame (older ones are dropped)",
+    )
+    frames_grabbed = Parameter(
+        fget=_frames_grabbed, help="Number of frames grabbed since recording (or readout) started"
+    )
+
+    async def __ainit__(self) -> None:
+        await super().__ainit__()
+        self.convert: Callable[[np.ndarray], Any] = identity
+        self._frames_grabbed = 0
+        self._counter_announced = 0.0
+        self._counter_pending = False
+        # The ROI limits depend on each other: tell limit observers (Tango min/max) on change.
+        ref = weakref.ref(self)
+        for name, other in (("roi_x0", "roi_width"), ("roi_width", "roi_x0"),
+                            ("roi_y0", "roi_height"), ("roi_height", "roi_y0")):
+            self[name].subscribe(_limits_notifier(ref, other))
+
+    # -- recording -------------------------------------------------------------------------
+    @background
+    @check(source="standby", target="recording")
+    async def start_recording(self) -> None:
+        """Start recording frames (standby -> recording)."""
+        await self._start_recording()
+
+    @transition()  # errors only: a cancelled start leaves the camera in standby
+    async def _start_recording(self) -> None:
+        self._reset_counter()
+        await self._record_real()
+        self["state"].set_software("recording")
+
+    @background
+    @check(source="recording", target="standby")
+    async def stop_recording(self) -> None:
+        """Stop recording frames (recording -> standby)."""
+        await self._stop_recording()
+
+    @transition(target="standby")
+    async def _stop_recording(self) -> None:
+        await self._stop_real()
+
+    @contextlib.asynccontextmanager
+    async def recording(self) -> AsyncIterator[Camera]:
+        """``async with camera.recording():`` records inside the block and stops after it."""
+        await self.start_recording()
+        try:
+            yield self
+        finally:
+            if await self.get_state() == "recording":
+                await self.stop_recording()
+
+    @check(source="recording")
+    async def trigger(self) -> None:
+        """Expose one frame; only while recording with the SOFTWARE trigger source."""
+        source = await self.get_trigger_source()
+        if source != "SOFTWARE":
+            raise TransitionNotAllowed(
+                f"trigger() needs trigger_source 'SOFTWARE', it is {source!r}"
+            )
+        await self._trigger_real()
+
+    # -- frames ------------------------------------------------------------------------------
+    @check(source=["recording", "readout"])
+    async def grab(self) -> ImageWithMetadata:
+        """Return the next frame (with ``metadata``), converted by :attr:`convert`.
+
+        Waits for the frame where the camera has not recorded it yet. The array is new and
+        belongs to the caller.
+        """
+        frame = await self._grab_checked()
+        self._frames_grabbed += 1
+        if not isinstance(frame, ImageWithMetadata):
+            frame = ImageWithMetadata(frame, {"index": self._frames_grabbed - 1})
+        convert = self.convert
+        if convert is not identity:
+            if frame.nbytes >= _CONVERT_IN_THREAD_BYTES:
+                converted = await run_in_executor(convert, frame)
+            else:
+                converted = convert(frame)
+            if not isinstance(converted, ImageWithMetadata):
+                converted = ImageWithMetadata(converted, frame.metadata)
+            frame = converted
+        self._announce_counter()
+        return frame
+
+    @transition()  # a StateError of the implementation drives the state (e.g. to 'error')
+    async def _grab_checked(self) -> np.ndarray:
+        return await self._grab_real()
+
+    async def stream(self) -> AsyncIterator[ImageWithMetadata]:
+        """Yield grabbed frames as long as the camera records (an async generator)."""
+        while await self.get_state() == "recording":
+            try:
+                frame = await self.grab()
+            except FramesExhaustedError:
+                return
+            except (CameraError, TransitionNotAllowed):
+                if await self.get_state() != "recording":
+                    return  # recording stopped while waiting for the frame
+                raise
+            yield frame
+
+    # -- frame counter -----------------------------------------------------------------------
+    def _reset_counter(self) -> None:
+        self._frames_grabbed = 0
+        self["frames_grabbed"].notify(0)
+        self._counter_announced = time.monotonic()
+
+    def _announce_counter(self) -> None:
+        """Notify the frame counter at most every 50 ms; the last value always follows."""
+        now = time.monotonic()
+        if now - self._counter_announced >= _COUNTER_PERIOD:
+            self._counter_announced = now
+            self["frames_grabbed"].notify(self._frames_grabbed)
+        elif not self._counter_pending:
+            self._counter_pending = True
+            asyncio.get_running_loop().call_later(
+                _COUNTER_PERIOD, _late_counter_notify, weakref.ref(self)
+            )
+
+    # -- to implement ------------------------------------------------------------------------
+    async def _record_real(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot start recording")
+
+    async def _stop_real(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot stop recording")
+
+    async def _trigger_real(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot be triggered")
+
+    async def _grab_real(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} cannot grab")
+
+
+def _limits_notifier(ref: weakref.ref, other: str) -> Callable[[Any, Any], None]:
+    def changed(_value: Any, _new: Any) -> None:
+        camera = ref()
+        if camera is not None:
+            camera[other].notify_limits()
+
+    return changed
+
+
+def _late_counter_notify(ref: weakref.ref) -> None:
+    camera = ref()
+    if camera is not None:
+        camera._counter_pending = False
+        camera._counter_announced = time.monotonic()
+        camera["frames_grabbed"].notify(camera._frames_grabbed)
+
+
+class BufferedMixin(Device):
+    """A camera that keeps recorded frames in its memory, read out after recording.
+
+    ``start_readout()`` (standby -> readout) makes :meth:`Camera.grab` return the recorded
+    frames in order, oldest first; when all are read ``grab`` raises
+    :class:`FramesExhaustedError`. ``stop_readout()`` returns to standby. Implementations
+    provide ``_get_frames_in_buffer``, ``_start_readout_real``, ``_stop_readout_real`` and
+    ``_readout_real`` (the next buffered frame).
+    """
+
+    frames_in_buffer = Parameter(help="Number of frames held in the camera memory")
+
+    @background
+    @check(source="standby", target="readout")
+    async def start_readout(self) -> None:
+        """Start reading frames out of the camera memory (standby -> readout)."""
+        await self._start_readout()
+
+    @transition()  # errors only: a cancelled start leaves the camera in standby
+    async def _start_readout(self) -> None:
+        self._reset_counter()
+        await self._start_readout_real()
+        self["state"].set_software("readout")
+
+    @background
+    @check(source="readout", target="standby")
+    async def stop_readout(self) -> None:
+        """Stop reading out (readout -> standby)."""
+        await self._stop_readout()
+
+    @transition(target="standby")
+    async def _stop_readout(self) -> None:
+        await self._stop_readout_real()
+
+    @contextlib.asynccontextmanager
+    async def readout(self) -> AsyncIterator[BufferedMixin]:
+        """``async with camera.readout():`` reads out inside the block and stops after it."""
+        await self.start_readout()
+        try:
+            yield self
+        finally:
+            if await self.get_state() == "readout":
+                await self.stop_readout()
+
+    async def _grab_real(self) -> np.ndarray:
+        if await self.get_state() == "readout":
+            return await self._readout_real()
+        return await super()._grab_real()
+
+
+
+__all__ = [
+    "TRIGGER_SOURCES",
+    "BufferedMixin",
+    "Camera",
+    "CameraError",
+    "FramesExhaustedError",
+    "identity",
+]
