@@ -29,8 +29,12 @@ class UnitOf:
     def unit(self, owner: Any) -> pint.Unit:
         """The unit meant, resolving a parameter name against ``owner`` (class or instance)."""
         if isinstance(self.reference, str):
-            parameter = owner._class_parameters[self.reference]  # a Parameterizable class
-            return parameter.unit
+            cls = owner if isinstance(owner, type) else type(owner)
+            for klass in cls.__mro__:  # also classes using a mixin that declares the method
+                parameter = getattr(klass, "_class_parameters", {}).get(self.reference)
+                if parameter is not None:
+                    return parameter.unit
+            raise KeyError(f"{cls.__name__} has no parameter {self.reference!r}")
         return self.reference
 
 

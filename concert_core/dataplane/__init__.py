@@ -1,0 +1,47 @@
+"""The ZMQ image data plane (contract §7): frames travel as a JSON header plus a raw
+buffer; reliable streams (PUSH/PULL) lose nothing, live streams (PUB/SUB) drop and count.
+
+>>> async with ImageSender("tcp://127.0.0.1:0") as sender:
+...     receiver = ImageReceiver(sender.endpoint)
+"""
+
+from concert_core.dataplane.broadcast import Broadcaster
+from concert_core.dataplane.receiver import ImageReceiver
+from concert_core.dataplane.sender import ImageSender, resolve_endpoint
+from concert_core.dataplane.wire import (
+    DataPlaneError,
+    DataPlaneTimeout,
+    DTypeError,
+    EndOfStream,
+    Frame,
+    FrameError,
+    HeaderError,
+    MetadataError,
+    OrderError,
+    PartsError,
+    SizeMismatchError,
+    decode,
+    encode_end,
+    encode_header,
+)
+
+__all__ = [
+    "Broadcaster",
+    "DTypeError",
+    "DataPlaneError",
+    "DataPlaneTimeout",
+    "EndOfStream",
+    "Frame",
+    "FrameError",
+    "HeaderError",
+    "ImageReceiver",
+    "ImageSender",
+    "MetadataError",
+    "OrderError",
+    "PartsError",
+    "SizeMismatchError",
+    "decode",
+    "encode_end",
+    "encode_header",
+    "resolve_endpoint",
+]

@@ -1,0 +1,176 @@
+"""Receiving frames: :class:`ImageReceiver`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from concert_core.dataplane.sender import LIVE_HWM, RELIABLE_HWM, _seconds, open_socket
+from concert_core.dataplane.wire import (
+    DataPlaneError,
+    DataPlaneTimeout,
+    EndOfStream,
+    FrameError,
+    decode,
+)
+from concert_core.helpers import CommData, ImageWithMetadata
+
+LOG = logging.getLogger(__name__)
+
+_UNSET: Any = object()
+
+
+class ImageReceiver:
+    """Receives the frames of an :class:`~.sender.ImageSender` (or any peer speaking the
+    wire format).
+
+    ``reliable=True`` uses a PULL socket, ``reliable=False`` a SUB socket subscribed to
+    everything (a live stream: gaps in the indices are counted in :attr:`missed`, not
+    refused). The receiver connects (``bind=False``, the default) or binds.
+
+    Every message is checked (:func:`.wire.decode`); a malformed one is counted in
+    :attr:`refused` and, with ``on_error='skip'`` (the default), skipped, with
+    ``on_error='raise'`` raised from :meth:`frames`. If no message arrives within
+    ``timeout`` seconds (``None``: wait forever), :meth:`frames` raises
+    :class:`DataPlaneTimeout` (``on_timeout='raise'``, the default) or just ends
+    (``on_timeout='end'``; :attr:`timed_out` tells the two endings apart).
+    """
+
+    def __init__(
+        self,
+        endpoint: str | CommData,
+        reliable: bool = True,
+        bind: bool = False,
+        timeout: float | None = 10.0,
+        on_error: str = "skip",
+        on_timeout: str = "raise",
+        rcvhwm: int | None = None,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
+        if on_timeout not in ("raise", "end"):
+            raise ValueError(f"on_timeout must be 'raise' or 'end', not {on_timeout!r}")
+        if rcvhwm is None:
+            rcvhwm = RELIABLE_HWM if reliable else LIVE_HWM
+        self.reliable = reliable
+        self.timeout = _seconds(timeout)
+        self.on_error = on_error
+        self.on_timeout = on_timeout
+        options: dict[int, Any] = {zmq.RCVHWM: rcvhwm, zmq.LINGER: 0}
+        if reliable:
+            socket_type = zmq.PULL
+        else:
+            socket_type = zmq.SUB
+            options[zmq.SUBSCRIBE] = b""
+        self._socket, self.endpoint = open_socket(context, socket_type, endpoint, bind, options)
+        self._sync = zmq.Socket.shadow(self._socket.underlying)
+        #: Frames yielded, malformed messages refused, frames missing in live streams,
+        #: payload bytes received, streams that ended with an end-of-stream message.
+        self.received = 0
+        self.refused = 0
+        self.missed = 0
+        self.bytes_received = 0
+        self.streams = 0
+        #: Count announced by the last end-of-stream (``None`` before one arrived).
+        self.end_count: int | None = None
+        #: Frames received in the current (or last) stream.
+        self.stream_received = 0
+        self.last_error: FrameError | None = None
+        self.timed_out = False
+        self.closed = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether the last stream ended with all frames its sender announced."""
+        return self.end_count is not None and self.end_count == self.stream_received
+
+    async def frames(self, timeout: float | None = _UNSET) -> AsyncIterator[ImageWithMetadata]:
+        """Yield the frames of one stream until its end-of-stream message.
+
+        Each frame is an :class:`ImageWithMetadata` built on the received buffer, its
+        metadata being the sender's plus ``"index"`` (the frame's index in the stream).
+        ``timeout`` overrides the receiver's for this stream. Call again for the next
+        stream.
+        """
+        if self.closed:
+            raise DataPlaneError(f"receiver on {self.endpoint} is closed")
+        limit = self.timeout if timeout is _UNSET else _seconds(timeout)
+        poll_ms = None if limit is None else max(int(limit * 1000), 0)
+        expected = 0
+        self.stream_received = 0
+        self.end_count = None
+        self.timed_out = False
+        while True:
+            try:  # fast path: a message is waiting (no future, no selector round trip)
+                parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                parts = None
+            if parts is None and not await self._socket.poll(poll_ms, zmq.POLLIN):
+                self.timed_out = True
+                if self.on_timeout == "end":
+                    LOG.info("no frame on %s for %s s: stream ends", self.endpoint, limit)
+                    return
+                raise DataPlaneTimeout(
+                    f"no message on {self.endpoint} within {limit} s after frame "
+                    f"{expected - 1} (sender gone?)"
+                )
+            if parts is None:
+                parts = await self._socket.recv_multipart(copy=False)
+            try:
+                message = decode(parts, expected, allow_gaps=not self.reliable)
+            except FrameError as error:
+                self.refused += 1
+                self.last_error = error
+                if self.on_error == "raise":
+                    raise
+                if self.refused <= 10 or self.refused % 1000 == 0:  # no log flood
+                    LOG.warning("refused message %d on %s: %s", self.refused, self.endpoint, error)
+                continue
+            if isinstance(message, EndOfStream):
+                self.end_count = message.count
+                self.streams += 1
+                if message.count > expected:  # frames at the tail never arrived
+                    self.missed += message.count - expected
+                    LOG.warning(
+                        "stream on %s ended after %d of %d frames",
+                        self.endpoint,
+                        self.stream_received,
+                        message.count,
+                    )
+                return
+            if message.index > expected:
+                self.missed += message.index - expected
+            expected = message.index + 1
+            image = ImageWithMetadata(message.array(), message.metadata)
+            image.metadata["index"] = message.index
+            self.received += 1
+            self.stream_received += 1
+            self.bytes_received += image.nbytes
+            yield image
+
+    def close(self) -> None:
+        """Close the socket."""
+        if not self.closed:
+            self.closed = True
+            self._socket.close(linger=0)
+
+    async def __aenter__(self) -> ImageReceiver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "reliable" if self.reliable else "live"
+        return (
+            f"<ImageReceiver {kind} {self.endpoint} received={self.received} "
+            f"refused={self.refused} missed={self.missed}>"
+        )
+
+
+__all__ = ["ImageReceiver"]

@@ -1,0 +1,357 @@
+"""Concert devices whose parameters and methods live in a Tango device.
+
+``motor = await TangoDevice("concert/motor/flat")`` returns an instance of the concert
+family the Tango class names (``LinearMotor`` ...), built for this proxy: parameters read
+and write the attributes (units from the attribute configuration, soft limits from
+``min_value``/``max_value``), public methods call the commands, and long operations
+(writes of moving parameters, ``move``, ``home``, ...) return when the device has left
+MOVING/RUNNING, raising ``HardLimitError``/``StateError`` if it ended in ALARM/FAULT.
+Refusals come back as the concert error whose class name the server gave as reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import pkgutil
+import types
+from typing import Any
+
+import numpy as np
+import pint
+import tango
+import tango.asyncio
+
+import concert_core.devices
+from concert_core import errors
+from concert_core.arguments import argument_units
+from concert_core.devices.base import Device
+from concert_core.parameter import Parameter, Quantity, Selection
+from concert_core.quantities import parse_unit
+from concert_core.state import State
+
+LOG = logging.getLogger(__name__)
+
+BUSY = (tango.DevState.MOVING, tango.DevState.RUNNING)
+NOT_SPECIFIED = "Not specified"
+
+
+class RemoteError(errors.ConcertError):
+    """A Tango failure without a concert error class of its name."""
+
+
+def concert_error(failure: tango.DevFailed) -> Exception:
+    """The concert exception a ``DevFailed`` stands for (by its reason)."""
+    first = failure.args[0]
+    reason, description = first.reason, first.desc
+    if reason == "API_WAttrOutsideLimit":
+        return errors.SoftLimitError(description)
+    if reason in ("API_AttrNotWritable", "API_AttrNotAllowed"):
+        return errors.WriteAccessError(description)
+    cls = getattr(errors, reason, None)
+    if cls is None and reason in ("ValueError", "TypeError", "TimeoutError", "KeyError"):
+        cls = getattr(__import__("builtins"), reason)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        error = cls.__new__(cls)
+        Exception.__init__(error, description)
+        if isinstance(error, errors.StateError):
+            error.error_state, error.msg = "error", description
+        if isinstance(error, errors.HardLimitError):
+            error.error_state = "hard-limit"
+        if isinstance(error, (errors.ReadAccessError, errors.WriteAccessError)):
+            error.parameter = description
+        return error
+    return RemoteError(f"{reason}: {description}")
+
+
+async def _call(awaitable: Any) -> Any:
+    try:
+        return await awaitable if inspect.isawaitable(awaitable) else awaitable
+    except tango.DevFailed as failure:
+        raise concert_error(failure) from None
+
+
+async def _blocking(func: Any, *args: Any) -> Any:
+    """Call a proxy method that green mode leaves blocking, in a thread."""
+    try:
+        return await asyncio.to_thread(func, *args)
+    except tango.DevFailed as failure:
+        raise concert_error(failure) from None
+
+
+def find_family(tango_class: str) -> type:
+    """The concert family class named ``tango_class`` (``Device`` if there is none)."""
+    for module_info in pkgutil.iter_modules(concert_core.devices.__path__):
+        if not module_info.ispkg:
+            continue
+        try:
+            module = importlib.import_module(f"concert_core.devices.{module_info.name}.base")
+        except ImportError:
+            continue
+        family = getattr(module, tango_class, None)
+        if inspect.isclass(family) and issubclass(family, Device):
+            return family
+    return Device
+
+
+def concert_state_of(status: str) -> str:
+    """The concert state name a bridged device's Status starts with."""
+    head = status.strip().splitlines()[0] if status.strip() else ""
+    return head.split(":", 1)[0].strip()
+
+
+class RemoteDevice(Device):
+    """Base of remote concert devices; see :func:`TangoDevice`."""
+
+    async def __ainit__(self, proxy: Any, config: dict[str, Any]) -> None:
+        await super().__ainit__()
+        self.proxy = proxy
+        self.tango_name: str = proxy.dev_name()
+        self._config = config
+        self._state_changed = asyncio.Event()
+        self._event_ids: list[int] = []
+        loop = asyncio.get_running_loop()
+
+        def on_state(event: Any) -> None:
+            loop.call_soon_threadsafe(self._state_changed.set)
+
+        try:
+            self._event_ids.append(await _blocking(
+                proxy.subscribe_event, "State", tango.EventType.CHANGE_EVENT, on_state))
+        except tango.DevFailed as failure:  # the device works without events, by polling
+            LOG.info("%s: no State events (%s); polling", self.tango_name, failure.args[0].desc)
+
+    # -- state -------------------------------------------------------------------------
+    async def _remote_state(self) -> tuple[tango.DevState, str]:
+        state, status = await _call(self.proxy.read_attributes(["State", "Status"]))
+        return state.value, status.value
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """Wait until the device leaves MOVING/RUNNING; raise if it ended in ALARM/FAULT."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while True:
+            self._state_changed.clear()
+            state, status = await self._remote_state()
+            if state not in BUSY:
+                break
+            wait = 0.5 if deadline is None else min(0.5, deadline - asyncio.get_running_loop()
+                                                     .time())
+            if wait <= 0:
+                raise errors.WaitError(f"{self.tango_name} still {state} after {timeout} s")
+            try:
+                await asyncio.wait_for(self._state_changed.wait(), wait)
+            except TimeoutError:
+                pass
+        if state == tango.DevState.ALARM:
+            raise errors.HardLimitError(status)
+        if state == tango.DevState.FAULT:
+            raise errors.StateError("error", status)
+
+    async def _run_long(self, start: Any) -> Any:
+        """Issue a call that starts an operation and wait for its end (Stop if cancelled)."""
+        result = await _call(start)
+        try:
+            await self.wait_idle()
+        except asyncio.CancelledError:
+            await asyncio.shield(_call(self.proxy.command_inout("Stop")))
+            raise
+        return result
+
+    async def _emergency_stop(self) -> None:
+        await _call(self.proxy.command_inout("EmergencyStop"))
+
+    async def close(self) -> None:
+        """Unsubscribe the events of this proxy."""
+        for event_id in self._event_ids:
+            try:
+                await asyncio.to_thread(self.proxy.unsubscribe_event, event_id)
+            except tango.DevFailed:
+                pass
+        self._event_ids.clear()
+
+
+def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | None) -> Parameter:
+    """A Parameter reading/writing attribute ``name`` of the proxy."""
+    writable = config.writable != tango.AttrWriteType.READ
+
+    async def fget(device: RemoteDevice) -> Any:
+        reply = await _call(device.proxy.read_attribute(name))
+        return decode(reply.value)
+
+    async def fget_target(device: RemoteDevice) -> Any:
+        reply = await _call(device.proxy.read_attribute(name))
+        return decode(reply.w_value)
+
+    async def fset(device: RemoteDevice, value: Any) -> None:
+        await device._run_long(device.proxy.write_attribute(name, encode(value)))
+
+    unit = parse_unit(config.unit) if config.data_type in _NUMERIC and (
+        config.unit and config.unit not in ("No unit", "")) else None
+    if family_parameter is not None and isinstance(family_parameter, Quantity):
+        unit = family_parameter.unit if unit is None else unit
+    labels = list(config.enum_labels) if config.data_type == tango.DevEnum else None
+
+    if labels is not None:
+        choices = list(family_parameter.values) if isinstance(family_parameter, Selection) \
+            else labels
+
+        def decode(value: Any) -> Any:
+            return choices[int(value)]
+
+        def encode(value: Any) -> Any:
+            return [str(choice) for choice in choices].index(str(value))
+
+        return Selection(choices, fget=fget, fset=fset if writable else None,
+                         help=config.description)
+
+    if unit is not None:
+        def decode(value: Any) -> Any:
+            return (np.asarray(value) if isinstance(value, (list, tuple)) else value) * unit
+
+        def encode(value: Any) -> Any:
+            magnitude = value.to(unit).magnitude
+            return magnitude.tolist() if isinstance(magnitude, np.ndarray) else magnitude
+
+        async def user_lower(device: RemoteDevice) -> Any:
+            return await _limit(device, name, "min_value", unit)
+
+        async def user_upper(device: RemoteDevice) -> Any:
+            return await _limit(device, name, "max_value", unit)
+
+        async def set_user_lower(device: RemoteDevice, value: Any) -> None:
+            await _set_limit(device, name, "min_value", value, unit)
+
+        async def set_user_upper(device: RemoteDevice, value: Any) -> None:
+            await _set_limit(device, name, "max_value", value, unit)
+
+        return Quantity(unit, fget=fget, fset=fset if writable else None,
+                        fget_target=fget_target if writable else None,
+                        user_lower_getter=user_lower, user_upper_getter=user_upper,
+                        user_lower_setter=set_user_lower, user_upper_setter=set_user_upper,
+                        help=config.description)
+
+    def decode(value: Any) -> Any:
+        return value
+
+    def encode(value: Any) -> Any:
+        return value
+
+    return Parameter(fget=fget, fset=fset if writable else None, help=config.description)
+
+
+_NUMERIC = {tango.DevDouble, tango.DevFloat, tango.DevLong64, tango.DevLong, tango.DevShort,
+            tango.DevUShort, tango.DevULong, tango.DevULong64, tango.DevUChar}
+
+
+async def _limit(device: RemoteDevice, name: str, which: str, unit: pint.Unit) -> Any:
+    config = await _blocking(device.proxy.get_attribute_config, name)
+    text = getattr(config, which)
+    if not text or text == NOT_SPECIFIED:
+        return None
+    return float(text) * unit
+
+
+async def _set_limit(device: RemoteDevice, name: str, which: str, value: Any,
+                     unit: pint.Unit) -> None:
+    config = await _blocking(device.proxy.get_attribute_config, name)
+    setattr(config, which, NOT_SPECIFIED if value is None else repr(float(value.to(unit)
+                                                                         .magnitude)))
+    await _blocking(device.proxy.set_attribute_config, config)
+
+
+def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
+    units = argument_units(method) if method is not None else {}
+    names = [name for name in inspect.signature(method).parameters][1:] if method else []
+
+    async def call(device: RemoteDevice, *args: Any, **kwargs: Any) -> Any:
+        if method is None:
+            values = list(args)
+        else:
+            bound = dict(zip(names, args, strict=False)) | kwargs
+            values = []
+            for name in names:
+                if name not in bound:
+                    continue
+                value = bound[name]
+                if name in units:
+                    value = float(value.to(units[name].unit(device)).magnitude)
+                values.append(value)
+        argin = values[0] if len(values) == 1 else (values or None)
+        start = device.proxy.command_inout(command, argin) if argin is not None \
+            else device.proxy.command_inout(command)
+        if long:
+            return await device._run_long(start)
+        return await _call(start)
+
+    call.__name__ = method.__name__ if method is not None else command
+    call.__doc__ = inspect.getdoc(method) if method is not None else f"Tango command {command}"
+    return call
+
+
+def _class_for(family: type, attributes: dict[str, Any], commands: list[str]) -> type:
+    namespace: dict[str, Any] = {"__module__": __name__}
+    for name, parameter in family._class_parameters.items():
+        if isinstance(parameter, State):
+            continue
+        if name in attributes:
+            namespace[name] = _attribute_parameter(name, attributes[name], parameter)
+    for command in commands:
+        method_name = "_".join(part.lower() for part in _split_camel(command))
+        if command in ("State", "Status", "Init", "Lock", "Unlock", "Stash", "Restore",
+                       "EmergencyStop"):
+            continue
+        method = getattr(family, method_name, None)
+        long = bool(getattr(method, "__concert_background__", False))
+        namespace[method_name] = _remote_method(command, method, family, long)
+
+    async def _get_state(device: RemoteDevice) -> str:
+        _, status = await device._remote_state()
+        return concert_state_of(status)
+
+    namespace["_get_state"] = _get_state
+    if "state" not in family._class_parameters:
+        namespace["state"] = State(help="state of the remote device")
+    return types.new_class(f"Remote{family.__name__}", (RemoteDevice, family),
+                           exec_body=lambda ns: ns.update(namespace))
+
+
+def _split_camel(name: str) -> list[str]:
+    parts, current = [], ""
+    for char in name:
+        if char.isupper() and current:
+            parts.append(current)
+            current = char
+        else:
+            current += char
+    return [*parts, current] if current else parts
+
+
+async def TangoDevice(name: str, timeout: float = 3.0) -> RemoteDevice:  # noqa: N802
+    """Connect to the Tango device ``name`` and return it as a concert device."""
+    try:
+        proxy = await tango.asyncio.DeviceProxy(name)
+        proxy.set_timeout_millis(int(timeout * 1000))
+    except tango.DevFailed as failure:
+        raise concert_error(failure) from None
+
+    def describe() -> tuple:
+        names = [attr for attr in proxy.get_attribute_list() if attr not in ("State", "Status")]
+        return (proxy.info(), proxy.get_attribute_config(names) if names else [],
+                [cmd.cmd_name for cmd in proxy.command_list_query()])
+
+    info, configs, commands = await _blocking(describe)
+    attributes = {config.name: config for config in configs}
+    family = find_family(info.dev_class)
+    cls = _class_for(family, attributes, commands)
+    device = await cls(proxy, attributes)
+    extra = {name: _attribute_parameter(name, config, None)
+             for name, config in attributes.items() if name not in cls._class_parameters}
+    if extra:
+        device.install_parameters(extra)
+    return device
+
+
+__all__ = ["RemoteDevice", "RemoteError", "TangoDevice", "concert_error", "concert_state_of",
+           "find_family"]
