@@ -1,0 +1,298 @@
+"""Data-plane and writer throughput with 2048x2048 uint16 frames.
+
+Parts (each a function registered in ``PARTS``; add one by appending to it):
+
+(a) raw pyzmq PUSH/PULL, zero-copy, over tcp loopback (the baseline);
+(b) ImageSender -> ImageReceiver over tcp loopback (goal: >= 0.9 of (a));
+(c) raw h5py and raw tifffile writes, and HDF5Walker / DirectoryWalker writes of the
+    same frames into a temporary directory.
+
+Sender and receiver run in separate threads (each with its own event loop for (b)).
+Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import tifffile
+import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from concert_core.dataplane import ImageReceiver, ImageSender
+from walkers import DirectoryWalker, HDF5Walker
+
+SHAPE = (2048, 2048)
+DTYPE = np.uint16
+
+
+@dataclass
+class Result:
+    key: str
+    label: str
+    frames: int
+    nbytes: int
+    seconds: float
+    lost: int = 0
+
+    @property
+    def gbps(self) -> float:
+        return self.nbytes / self.seconds / 1e9
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+
+@dataclass
+class Setup:
+    pool: list[np.ndarray]
+    frames: int
+    write_frames: int
+    workdir: str
+
+    def frame(self, i: int) -> np.ndarray:
+        return self.pool[i % len(self.pool)]
+
+
+def part_a_raw_zmq(setup: Setup) -> list[Result]:
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push = context.socket(zmq.PUSH)
+    push.sndhwm = pull.rcvhwm = 100
+    push.connect(f"tcp://127.0.0.1:{port}")
+
+    def send() -> None:
+        for i in range(setup.frames):
+            push.send(setup.frame(i), copy=False)
+
+    received = 0
+    nbytes = 0
+    start = time.perf_counter()
+    thread = threading.Thread(target=send)
+    thread.start()
+    for _ in range(setup.frames):
+        frame = pull.recv(copy=False)
+        array = np.frombuffer(frame.buffer, DTYPE).reshape(SHAPE)
+        received += 1
+        nbytes += array.nbytes
+    seconds = time.perf_counter() - start
+    thread.join()
+    push.close(linger=0)
+    pull.close(linger=0)
+    context.term()
+    return [Result("a", "raw pyzmq PUSH/PULL", received, nbytes, seconds, setup.frames - received)]
+
+
+def part_b_image_sender(setup: Setup) -> list[Result]:
+    return [
+        _stream(setup, "b", "ImageSender -> ImageReceiver", 0),
+        _stream(setup, "b.window", "  same, in_flight=4", 4),
+    ]
+
+
+def _stream(setup: Setup, key: str, label: str, in_flight: int) -> Result:
+    ready = threading.Event()
+    endpoint: list[str] = []
+
+    async def send() -> None:
+        async with ImageSender("tcp://127.0.0.1:0", timeout=30, in_flight=in_flight) as sender:
+            endpoint.append(sender.endpoint)
+            ready.set()
+            for i in range(setup.frames):
+                await sender.send(setup.frame(i), {"i": i})
+            await sender.end()
+
+    async def receive() -> tuple[int, int, float, int]:
+        ready.wait()
+        async with ImageReceiver(endpoint[0], timeout=30) as receiver:
+            start = time.perf_counter()
+            nbytes = 0
+            async for image in receiver.frames():
+                nbytes += image.nbytes
+            seconds = time.perf_counter() - start
+            return receiver.received, nbytes, seconds, receiver.missed + receiver.refused
+
+    thread = threading.Thread(target=asyncio.run, args=(send(),))
+    thread.start()
+    received, nbytes, seconds, lost = asyncio.run(receive())
+    thread.join()
+    lost += setup.frames - received
+    return Result(key, label, received, nbytes, seconds, lost)
+
+
+def _timed(key: str, label: str, count: int, func: Callable[[], int]) -> Result:
+    start = time.perf_counter()
+    written = func()
+    seconds = time.perf_counter() - start
+    return Result(key, label, written, written * setup_nbytes(), seconds, count - written)
+
+
+def setup_nbytes() -> int:
+    return int(np.prod(SHAPE)) * np.dtype(DTYPE).itemsize
+
+
+def part_c_writers(setup: Setup) -> list[Result]:
+    count = setup.write_frames
+    results = []
+
+    def fresh(name: str) -> str:
+        path = os.path.join(setup.workdir, name)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return path
+
+    def raw_h5py() -> int:
+        path = fresh("raw_h5")
+        with h5py.File(os.path.join(path, "raw.h5"), "w") as file:
+            dataset = file.create_dataset(
+                "frames", (count, *SHAPE), dtype=DTYPE, chunks=(1, *SHAPE)
+            )
+            for i in range(count):
+                dataset[i] = setup.frame(i)
+        return count
+
+    def raw_h5py_direct() -> int:
+        path = fresh("raw_h5_direct")
+        with h5py.File(os.path.join(path, "raw.h5"), "w") as file:
+            dataset = file.create_dataset(
+                "frames", (count, *SHAPE), dtype=DTYPE, chunks=(1, *SHAPE)
+            )
+            for i in range(count):
+                dataset.id.write_direct_chunk((i, 0, 0), setup.frame(i).data)
+        return count
+
+    def raw_tiff() -> int:
+        path = fresh("raw_tif")
+        for i in range(count):
+            tifffile.imwrite(os.path.join(path, f"frame_{i:06}.tif"), setup.frame(i))
+        return count
+
+    async def produce():
+        for i in range(count):
+            yield setup.frame(i)
+
+    def hdf5_walker() -> int:
+        path = fresh("walker_h5")
+
+        async def run() -> int:
+            walker = await HDF5Walker(os.path.join(path, "walker.h5"))
+            try:
+                return await walker.write(produce())
+            finally:
+                await walker.close()
+
+        return asyncio.run(run())
+
+    def directory_walker() -> int:
+        path = fresh("walker_tif")
+
+        async def run() -> int:
+            walker = await DirectoryWalker(root=path)
+            return await walker.write(produce())
+
+        return asyncio.run(run())
+
+    for key, label, func in [
+        ("c.h5py", "raw h5py (dataset[i] = frame)", raw_h5py),
+        ("c.h5direct", "raw h5py (write_direct_chunk)", raw_h5py_direct),
+        ("c.hdf5walker", "HDF5Walker", hdf5_walker),
+        ("c.tifffile", "raw tifffile", raw_tiff),
+        ("c.dirwalker", "DirectoryWalker", directory_walker),
+    ]:
+        results.append(_timed(key, label, count, func))
+        shutil.rmtree(setup.workdir, ignore_errors=True)
+        os.makedirs(setup.workdir, exist_ok=True)
+    return results
+
+
+#: The benchmark's parts in order; each takes the Setup and returns Results.
+PARTS: list[Callable[[Setup], list[Result]]] = [
+    part_a_raw_zmq,
+    part_b_image_sender,
+    part_c_writers,
+]
+
+#: Parts run ``--repeat`` times (interleaved; the best run counts: the machine may be
+#: shared) and the keys of their results.
+REPEATED = [part_a_raw_zmq, part_b_image_sender]
+REPEATED_KEYS = {"a", "b", "b.window"}
+
+
+def report(result: Result, note: str = "") -> None:
+    print(
+        f"  {result.key:<13} {result.label:<31} {result.frames:5d} frames "
+        f"{result.seconds:7.2f} s {result.gbps:6.2f} GB/s {result.fps:8.1f} frames/s "
+        f"lost {result.lost} {note}"
+    )
+
+
+#: Ratios printed at the end: (label, numerator key, denominator key, goal or None).
+RATIOS = [
+    ("(b)/(a) data plane vs raw pyzmq", "b", "a", 0.9),
+    ("(b, in_flight=4)/(a)", "b.window", "a", 0.9),
+    ("HDF5Walker / raw h5py", "c.hdf5walker", "c.h5py", None),
+    ("HDF5Walker / raw h5py direct chunks", "c.hdf5walker", "c.h5direct", None),
+    ("DirectoryWalker / raw tifffile", "c.dirwalker", "c.tifffile", None),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=500, help="frames streamed in (a), (b)")
+    parser.add_argument("--write-frames", type=int, default=150, help="frames written in (c)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of (a) and (b)")
+    parser.add_argument("--verbose", action="store_true", help="print every round")
+    parser.add_argument("--dir", default=None, help="directory for (c) (default: a tmp dir)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    pool = [rng.integers(0, 4096, SHAPE, dtype=DTYPE) for _ in range(8)]
+    workdir = tempfile.mkdtemp(prefix="bench_dataplane_", dir=args.dir)
+    setup = Setup(pool, args.frames, args.write_frames, workdir)
+    print(f"frames {SHAPE[0]}x{SHAPE[1]} {np.dtype(DTYPE).name} ({setup_nbytes() / 1e6:.1f} MB)")
+    results: dict[str, Result] = {}
+    lost = 0
+    try:
+        rounds = [(part, r) for r in range(args.repeat) for part in PARTS if part in REPEATED]
+        rounds += [(part, 0) for part in PARTS if part not in REPEATED]
+        for part, round_number in rounds:
+            for result in part(setup):
+                lost += result.lost
+                best = results.get(result.key)
+                if best is None or result.gbps > best.gbps:
+                    results[result.key] = result
+                if args.verbose or part not in REPEATED:
+                    report(result, f"round {round_number}" if part in REPEATED else "")
+        if not args.verbose:
+            print(f"best of {args.repeat} rounds for the streaming parts:")
+            for result in results.values():
+                if result.key in REPEATED_KEYS:
+                    report(result, "best")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for label, numerator, denominator, goal in RATIOS:
+        if numerator in results and denominator in results:
+            ratio = results[numerator].gbps / results[denominator].gbps
+            verdict = ""
+            if goal is not None:
+                verdict = f"  (goal >= {goal:.2f}: {'met' if ratio >= goal else 'MISSED'})"
+            print(f"  {label:<34} {ratio:5.2f}{verdict}")
+    print("frames lost (all runs):", lost)
+    return 1 if lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
