@@ -162,8 +162,8 @@ class RemoteDevice(Device):
     async def _emergency_stop(self) -> None:
         await _call(self.proxy.command_inout("EmergencyStop"))
 
-    async def close(self) -> None:
-        """Unsubscribe the events of this proxy."""
+    async def disconnect(self) -> None:
+        """Unsubscribe the events of this proxy (``close`` may be a device command)."""
         for event_id in self._event_ids:
             try:
                 await asyncio.to_thread(self.proxy.unsubscribe_event, event_id)

@@ -1,0 +1,1 @@
+"""Acquisitions, experiments, addons and directors (being built); ``experiments.demo``."""
