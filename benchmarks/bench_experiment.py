@@ -1,0 +1,167 @@
+"""Overhead of running an experiment: a stepped tomography against the bare camera.
+
+(a) a synchrotron stepped tomography of 10 darks, 10 flats and 100 projections of 640x480
+    uint16 with local dummy devices (camera, flat and rotation motor, shutter, storage
+    ring) and a local walker (HDF5 by default, ``--format tiff`` for TIFF files) with the
+    ImageWriter addon attached;
+(b) the same through the Tango servers with the remote walker (slot: :func:`part_b`);
+(c) the time the camera alone needs for those 120 software-triggered frames.
+
+The devices are fast (``DEVICE_ARGS``) so that the figures show the software's overhead,
+not motor travel: (a) - (c) is what the experiment machinery, the motors' state machines,
+the shutter, the metadata and the writer add. Each part runs ``--repeats`` times; the best
+time counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from concert_core.devices.cameras.dummy import Camera
+from concert_core.devices.motors.dummy import ContinuousRotationMotor, LinearMotor
+from concert_core.devices.shutters.dummy import Shutter
+from concert_core.devices.storagerings.dummy import StorageRing
+from concert_core.quantities import q
+from experiments import ImageWriter, synchrotron
+from walkers import DirectoryWalker, HDF5Walker
+
+NUM_DARKS, NUM_FLATS, NUM_PROJECTIONS = 10, 10, 100
+WIDTH, HEIGHT = 640, 480
+#: Device settings of (a) and (c); part (b) should give its servers the same (as
+#: ``concert_args`` strings).
+DEVICE_ARGS: dict[str, dict[str, str]] = {
+    "camera": {"exposure_time": "1 ms", "frame_rate": "1000 1/s"},
+    "flat_motor": {"speed": "1000 mm/s"},
+    "tomography_motor": {"speed": "36000 deg/s"},
+    "shutter": {"motion_time": "1 ms"},
+}
+FLAT_POSITION, RADIO_POSITION = 1 * q.mm, 0 * q.mm
+
+
+def _args(device: str) -> dict[str, Any]:
+    return {key: q.Quantity(value) for key, value in DEVICE_ARGS[device].items()}
+
+
+async def make_camera() -> Camera:
+    return await Camera(width=WIDTH, height=HEIGHT, dtype="uint16", seed=0, **_args("camera"))
+
+
+async def part_a(directory: Path, file_format: str, repeats: int) -> tuple[float, int]:
+    """Best time of the whole stepped tomography with local devices; frames written."""
+    camera = await make_camera()
+    flat_motor = await LinearMotor(**_args("flat_motor"))
+    tomo_motor = await ContinuousRotationMotor(**_args("tomography_motor"))
+    shutter = await Shutter(**_args("shutter"))
+    ring = await StorageRing()
+    if file_format == "hdf5":
+        walker = await HDF5Walker(str(directory / "bench.h5"))
+    else:
+        walker = await DirectoryWalker(root=str(directory / "tiff"))
+    experiment = await synchrotron.SteppedTomography(
+        walker, flat_motor, tomo_motor, RADIO_POSITION, FLAT_POSITION, camera, shutter,
+        num_flats=NUM_FLATS, num_darks=NUM_DARKS, num_projections=NUM_PROJECTIONS,
+        storage_ring=ring)
+    ImageWriter(experiment.acquisitions, walker)
+    best = float("inf")
+    written = walker.frames_written
+    for _ in range(repeats):
+        await tomo_motor.set_position(0 * q.deg)
+        start = time.perf_counter()
+        await experiment.run()
+        best = min(best, time.perf_counter() - start)
+    written = walker.frames_written - written
+    if isinstance(walker, HDF5Walker):
+        await walker.close()
+    return best, written
+
+
+async def part_b(directory: Path, file_format: str, repeats: int) -> float | None:
+    """(b) The same tomography through the Tango servers with the remote walker.
+
+    Slot for the lead: start the beamline servers with ``DEVICE_ARGS``, build the same
+    experiment on ``TangoDevice`` proxies and the remote walker, and return the best time.
+    ``None`` means not measured.
+    """
+    return None
+
+
+async def part_c(repeats: int) -> float:
+    """Best time the camera alone needs for the 120 software-triggered frames."""
+    camera = await make_camera()
+    total = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
+    await camera.set_trigger_source("SOFTWARE")
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        async with camera.recording():
+            for _ in range(total):
+                await camera.trigger()
+                await camera.grab()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+async def motor_steps(repeats: int) -> float:
+    """Best time of the 100 rotation steps alone (context: the dummy motor's simulated
+    travel; tiny sleeps cost about 1 ms each because the event loop's timer waits in
+    whole milliseconds)."""
+    motor = await ContinuousRotationMotor(**_args("tomography_motor"))
+    step = 180 * q.deg / NUM_PROJECTIONS
+    best = float("inf")
+    for _ in range(repeats):
+        await motor.set_position(0 * q.deg)
+        start = time.perf_counter()
+        for index in range(NUM_PROJECTIONS):
+            await motor.set_position(index * step)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+async def main(file_format: str, repeats: int) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="bench_experiment_"))
+    frames = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
+    try:
+        t_c = await part_c(repeats)
+        t_m = await motor_steps(repeats)
+        t_a, written = await part_a(directory, file_format, repeats)
+        t_b = await part_b(directory, file_format, repeats)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    print(f"stepped tomography: {NUM_DARKS} darks, {NUM_FLATS} flats, {NUM_PROJECTIONS} "
+          f"projections of {WIDTH}x{HEIGHT} uint16, best of {repeats}; walker: {file_format}")
+    print(f"devices: {DEVICE_ARGS}")
+    print(f"(a) local devices + local walker : {t_a:8.3f} s  ({frames / t_a:7.1f} frames/s, "
+          f"{written // repeats} frames written per run)")
+    if t_b is None:
+        print("(b) Tango servers + remote walker: not measured (part_b is a slot)")
+    else:
+        print(f"(b) Tango servers + remote walker: {t_b:8.3f} s  ({frames / t_b:7.1f} frames/s)")
+    print(f"(c) camera alone, {frames} frames   : {t_c:8.3f} s  ({frames / t_c:7.1f} frames/s)")
+    print(f"    for context: the {NUM_PROJECTIONS} rotation steps alone take {t_m:.3f} s; "
+          f"(a) - (c) - steps = {t_a - t_c - t_m:.3f} s "
+          f"({(t_a - t_c - t_m) / frames * 1e3:.2f} ms per frame)")
+    print(f"(a)/(c) = {t_a / t_c:.2f}")
+    if t_b is not None:
+        print(f"(b)/(c) = {t_b / t_c:.2f}  (goal: < 1.5)")
+    print(f"overhead of (a) per frame: {(t_a - t_c) / frames * 1e3:.2f} ms; per projection "
+          f"(all overhead charged to the {NUM_PROJECTIONS} projections): "
+          f"{(t_a - t_c) / NUM_PROJECTIONS * 1e3:.2f} ms")
+    if t_b is not None:
+        print(f"overhead of (b) per frame: {(t_b - t_c) / frames * 1e3:.2f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", choices=("hdf5", "tiff"), default="hdf5")
+    parser.add_argument("--repeats", type=int, default=3)
+    options = parser.parse_args()
+    asyncio.run(main(options.format, options.repeats))

@@ -1,0 +1,673 @@
+"""Imaging experiments: radiography, tomography (stepped, continuous, spiral) and grating
+interferometry, independent of the X-ray source.
+
+Every experiment records dark fields (``darks``: no beam), flat fields (``flats``: beam, the
+sample moved out by the ``flat_motor``) and projections (``radios``: the sample in the beam),
+in this order unless :meth:`~experiments.base.Experiment.swap` changes it. Around each
+acquisition the hooks ``_prepare_<darks|flats|radios>`` and ``_finish_<...>`` run; the source
+is switched by :meth:`start_sample_exposure` and :meth:`stop_sample_exposure`, which the
+source-specific variants (:mod:`experiments.synchrotron`, :mod:`experiments.xraytube`)
+implement. ``_produce_frames`` can be overridden for special cameras.
+
+Each frame's metadata hold ``acquisition``, ``index`` (within the acquisition),
+``exposure_time`` (s), ``camera_index`` (the camera's own frame number, where it gives one)
+and what the motors did for that frame (``rotation_angle`` in deg, ``vertical_position`` in
+mm, ``stepping_position`` in µm); a synchrotron variant with a storage ring adds
+``ring_current`` (mA).
+
+Only the public device API is used, so the experiments run unchanged on remote devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pint
+
+from concert_core.devices.cameras.base import Camera
+from concert_core.devices.motors.base import LinearMotor, RotationMotor
+from concert_core.helpers import ImageWithMetadata
+from concert_core.parameter import Parameter, Quantity
+from concert_core.quantities import q
+from experiments.base import (
+    IDLE,
+    Acquisition,
+    Experiment,
+    count,
+    positive_count,
+    run_together,
+    stored,
+)
+
+FrameInfo = Callable[[int], Awaitable[dict[str, Any]]]
+
+
+# -- helpers ----------------------------------------------------------------------------------
+async def frames(
+    num_frames: int, camera: Camera, callback: Callable[[], Awaitable[Any]] | None = None
+) -> AsyncIterator[ImageWithMetadata]:
+    """Yield ``num_frames`` frames of ``camera``, each triggered in software.
+
+    A recording in progress is stopped first; the trigger source is restored and the camera
+    stopped afterwards, also when the consumer stops early or the task is cancelled.
+    ``callback`` is awaited after every frame.
+    """
+    if await camera.get_state() == "recording":
+        await camera.stop_recording()
+    await camera["trigger_source"].stash()
+    try:
+        await camera.set_trigger_source("SOFTWARE")
+        async with camera.recording():
+            for _ in range(num_frames):
+                await camera.trigger()
+                yield await camera.grab()
+                if callback is not None:
+                    await callback()
+    finally:
+        await camera["trigger_source"].restore()
+
+
+def _pixels(frame_width: Any) -> float:
+    if isinstance(frame_width, pint.Quantity):
+        frame_width = frame_width.to(q.pixel).magnitude
+    width = float(frame_width)
+    if width < 1:
+        raise ValueError(f"frame width must be at least one pixel, got {frame_width!r}")
+    return width
+
+
+def tomo_angular_step(frame_width: Any) -> pint.Quantity:
+    """The angular step which moves the outermost pixel of a ``frame_width`` wide frame
+    (perpendicular to the rotation axis) by at most one pixel."""
+    return (math.atan(2 / _pixels(frame_width)) * q.rad).to(q.deg)
+
+
+def tomo_projections_number(frame_width: Any) -> int:
+    """The minimum number of projections over 180° for ``frame_width``: every distance from
+    the axis gets a data point at least every pixel."""
+    return math.ceil(math.pi / tomo_angular_step(frame_width).to(q.rad).magnitude)
+
+
+def tomo_max_speed(frame_width: Any, frame_rate: Any) -> pint.Quantity:
+    """The highest rotation speed blurring a ``frame_width`` wide frame by less than a pixel
+    at ``frame_rate`` (the whole frame period counts, not only the exposure)."""
+    if not isinstance(frame_rate, pint.Quantity):
+        frame_rate = frame_rate / q.s
+    return (tomo_angular_step(frame_width) * frame_rate).to(q.deg / q.s)
+
+
+def _seconds(value: Any) -> float:
+    return float(value.to(q.s).magnitude) if isinstance(value, pint.Quantity) else float(value)
+
+
+# -- the common base -------------------------------------------------------------------------
+class ImagingExperiment(Experiment):
+    """What all imaging experiments share: a camera, frame production, exposure hooks and the
+    cleanup of a cancelled or failed run."""
+
+    async def __ainit__(
+        self, acquisitions: list[Acquisition], walker: Any, camera: Camera,
+        separate_scans: bool = True,
+    ) -> None:
+        self._camera = camera
+        await super().__ainit__(acquisitions, walker, separate_scans=separate_scans)
+
+    # -- source: implemented by the source-specific variants --------------------------------
+    async def start_sample_exposure(self) -> None:
+        """Expose the sample to radiation (open a shutter, switch a tube on, ...)."""
+        raise NotImplementedError(f"{type(self).__name__} does not know how to expose the sample;"
+                                  " use a synchrotron or X-ray-tube variant")
+
+    async def stop_sample_exposure(self) -> None:
+        """Stop exposing the sample (close a shutter, switch a tube off, ...)."""
+        raise NotImplementedError(f"{type(self).__name__} does not know how to stop the "
+                                  "exposure; use a synchrotron or X-ray-tube variant")
+
+    async def _frame_metadata(self) -> dict[str, Any]:
+        """Metadata added to every frame (a synchrotron variant adds the ring current)."""
+        return {}
+
+    # -- frames ------------------------------------------------------------------------------
+    def _stamp(self, frame: Any, index: int, exposure: float, extra: dict[str, Any]) -> Any:
+        if not isinstance(frame, ImageWithMetadata):
+            frame = ImageWithMetadata(frame)
+        metadata = frame.metadata
+        if "index" in metadata:
+            metadata["camera_index"] = metadata["index"]
+        metadata["index"] = index
+        metadata["exposure_time"] = exposure
+        metadata.update(extra)
+        return frame
+
+    async def _produce_frames(
+        self, number: int, before: FrameInfo | None = None
+    ) -> AsyncIterator[ImageWithMetadata]:
+        """Yield ``number`` software-triggered frames; ``await before(i)`` positions the
+        devices for frame ``i`` and returns metadata for it."""
+        camera = self._camera
+        if await camera.get_state() == "recording":
+            await camera.stop_recording()
+        exposure = _seconds(await camera.get_exposure_time())
+        await camera["trigger_source"].stash()
+        try:
+            await camera.set_trigger_source("SOFTWARE")
+            async with camera.recording():
+                for index in range(number):
+                    extra = await before(index) if before is not None else {}
+                    await camera.trigger()
+                    frame = await camera.grab()
+                    extra.update(await self._frame_metadata())
+                    yield self._stamp(frame, index, exposure, extra)
+        finally:
+            await camera["trigger_source"].restore()
+
+    async def _produce_continuous(
+        self, number: int, info: Callable[[int], dict[str, Any]]
+    ) -> AsyncIterator[ImageWithMetadata]:
+        """Yield ``number`` frames the camera triggers itself (AUTO) at its frame rate;
+        ``info(i)`` gives frame ``i``'s metadata."""
+        camera = self._camera
+        if await camera.get_state() == "recording":
+            await camera.stop_recording()
+        exposure = _seconds(await camera.get_exposure_time())
+        await camera["trigger_source"].stash()
+        try:
+            await camera.set_trigger_source("AUTO")
+            async with camera.recording():
+                for index in range(number):
+                    frame = await camera.grab()
+                    extra = info(index)
+                    extra.update(await self._frame_metadata())
+                    yield self._stamp(frame, index, exposure, extra)
+        finally:
+            await camera["trigger_source"].restore()
+
+    # -- cleanup -----------------------------------------------------------------------------
+    def motors(self) -> list[Any]:
+        """The motors of this experiment."""
+        return [device for device in self.devices().values()
+                if isinstance(device, (LinearMotor, RotationMotor))]
+
+    async def cleanup(self) -> None:
+        """Stop every motor, stop the exposure and the camera (after a cancel or an error)."""
+        calls = [motor.stop() for motor in self.motors()]
+        calls.append(self.stop_sample_exposure())
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        camera = self._camera
+        try:
+            state = await camera.get_state()
+            if state == "recording":
+                await camera.stop_recording()
+            elif state == "readout" and hasattr(camera, "stop_readout"):
+                await camera.stop_readout()
+        except Exception as error:
+            results.append(error)
+        for result in results:
+            if isinstance(result, Exception):
+                self.log.error("cleanup: %s: %s", type(result).__name__, result)
+
+    # -- dark fields -------------------------------------------------------------------------
+    async def _prepare_darks(self) -> None:
+        await self.stop_sample_exposure()
+
+    async def _finish_darks(self) -> None:
+        pass
+
+    async def _take_darks(self) -> AsyncIterator[ImageWithMetadata]:
+        await self._prepare_darks()
+        try:
+            async for frame in self._produce_frames(self._num_darks):
+                yield frame
+        finally:
+            await self._finish_darks()
+
+
+class Radiography(ImagingExperiment):
+    """Dark fields, flat fields and projections of a sample that stays put.
+
+    ``flat_motor`` moves the sample out of the beam (``flat_position``) for the flats and
+    into it (``radio_position``) for the projections.
+    """
+
+    num_flats = Parameter(*stored("num_flats", count), check=IDLE,
+                          help="Number of flat-field images")
+    num_darks = Parameter(*stored("num_darks", count), check=IDLE,
+                          help="Number of dark-field images")
+    num_projections = Parameter(*stored("num_projections", count), check=IDLE,
+                                help="Number of projections")
+    radio_position = Quantity(q.mm, *stored("radio_position"), check=IDLE,
+                              help="Position of flat_motor with the sample in the beam")
+    flat_position = Quantity(q.mm, *stored("flat_position"), check=IDLE,
+                             help="Position of flat_motor with the sample out of the beam")
+
+    async def __ainit__(
+        self,
+        walker: Any,
+        flat_motor: LinearMotor,
+        radio_position: pint.Quantity,
+        flat_position: pint.Quantity,
+        camera: Camera,
+        num_flats: int = 200,
+        num_darks: int = 200,
+        num_projections: int = 3000,
+        separate_scans: bool = True,
+    ) -> None:
+        self._flat_motor = flat_motor
+        self._num_flats = count(num_flats)
+        self._num_darks = count(num_darks)
+        self._num_projections = count(num_projections)
+        self._radio_position = self["radio_position"].parameter.convert(radio_position)
+        self._flat_position = self["flat_position"].parameter.convert(flat_position)
+        acquisitions = [
+            await Acquisition("darks", self._take_darks),
+            await Acquisition("flats", self._take_flats),
+            await Acquisition("radios", self._take_radios),
+        ]
+        await super().__ainit__(acquisitions, walker, camera, separate_scans)
+
+    # -- flats -------------------------------------------------------------------------------
+    async def _prepare_flats(self) -> None:
+        await self._flat_motor.set_position(self._flat_position)
+        await self.start_sample_exposure()
+
+    async def _finish_flats(self) -> None:
+        await self.stop_sample_exposure()
+
+    async def _take_flats(self) -> AsyncIterator[ImageWithMetadata]:
+        await self._prepare_flats()
+        try:
+            async for frame in self._produce_frames(self._num_flats):
+                yield frame
+        finally:
+            await self._finish_flats()
+
+    # -- projections -------------------------------------------------------------------------
+    async def _prepare_radios(self) -> None:
+        await self._flat_motor.set_position(self._radio_position)
+        await self.start_sample_exposure()
+
+    async def _finish_radios(self) -> None:
+        await self.stop_sample_exposure()
+
+    async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
+        async for frame in self._produce_frames(self._num_projections):
+            yield frame
+
+    async def _take_radios(self) -> AsyncIterator[ImageWithMetadata]:
+        await self._prepare_radios()
+        try:
+            async for frame in self._projections():
+                yield frame
+        finally:
+            await self._finish_radios()
+
+
+class Tomography(Radiography):
+    """Radiography with a ``tomography_motor`` rotating the sample over ``angular_range``
+    from ``start_angle`` for the projections (abstract: see the stepped and continuous
+    variants)."""
+
+    angular_range = Quantity(q.deg, *stored("angular_range"), check=IDLE,
+                             help="Rotation range of the tomography_motor during the scan")
+    start_angle = Quantity(q.deg, *stored("start_angle"), check=IDLE,
+                           help="Position of the tomography_motor for the first projection")
+
+    async def __ainit__(
+        self,
+        walker: Any,
+        flat_motor: LinearMotor,
+        tomography_motor: RotationMotor,
+        radio_position: pint.Quantity,
+        flat_position: pint.Quantity,
+        camera: Camera,
+        num_flats: int = 200,
+        num_darks: int = 200,
+        num_projections: int = 3000,
+        angular_range: pint.Quantity = 180 * q.deg,
+        start_angle: pint.Quantity = 0 * q.deg,
+        separate_scans: bool = True,
+    ) -> None:
+        self._tomography_motor = tomography_motor
+        self._angular_range = self["angular_range"].parameter.convert(angular_range)
+        self._start_angle = self["start_angle"].parameter.convert(start_angle)
+        await super().__ainit__(walker, flat_motor, radio_position, flat_position, camera,
+                                num_flats, num_darks, num_projections, separate_scans)
+
+    def _angle(self, index: int) -> pint.Quantity:
+        step = self._angular_range / max(self._num_projections, 1)
+        return self._start_angle + index * step
+
+    async def _prepare_radios(self) -> None:
+        await run_together([
+            self._flat_motor.set_position(self._radio_position),
+            self._tomography_motor.set_position(self._start_angle),
+        ])
+        await self.start_sample_exposure()
+
+
+class SteppedTomography(Tomography):
+    """Tomography moving the sample to each angle and taking one projection there."""
+
+    angular_step = Quantity(q.deg, help="angular_range / num_projections")
+
+    async def _get_angular_step(self) -> pint.Quantity:
+        return self._angular_range / max(self._num_projections, 1)
+
+    async def _step(self, index: int) -> dict[str, Any]:
+        angle = self._angle(index)
+        await self._tomography_motor.set_position(angle)
+        return {"rotation_angle": float(angle.to(q.deg).magnitude)}
+
+    async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
+        async for frame in self._produce_frames(self._num_projections, self._step):
+            yield frame
+
+
+class ContinuousTomography(Tomography):
+    """Tomography with the sample rotating at constant ``velocity`` while the camera records
+    at its frame rate (the rotation covers ``angular_range`` in ``num_projections`` frames)."""
+
+    velocity = Quantity(q.deg / q.s, help="Rotation velocity during the scan "
+                        "(angular_range * camera frame rate / num_projections)")
+
+    async def _get_velocity(self) -> pint.Quantity:
+        rate = await self._camera.get_frame_rate()
+        return (self._angular_range * rate / max(self._num_projections, 1)).to(q.deg / q.s)
+
+    def _info(self, index: int) -> dict[str, Any]:
+        return {"rotation_angle": float(self._angle(index).to(q.deg).magnitude)}
+
+    async def _start_motion(self) -> None:
+        await self._tomography_motor.set_velocity(await self._get_velocity())
+
+    async def _stop_motion(self) -> None:
+        await self._tomography_motor.stop()
+
+    async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
+        await self._start_motion()
+        try:
+            async for frame in self._produce_continuous(self._num_projections, self._info):
+                yield frame
+        finally:
+            await self._stop_motion()
+
+
+class SpiralMixin(Tomography):
+    """Adds a ``vertical_motor`` translating the sample along the rotation axis by
+    ``vertical_shift_per_tomogram`` per ``angular_range``, from ``start_position_vertical``,
+    until ``sample_height`` is covered (``num_tomograms`` rotations)."""
+
+    start_position_vertical = Quantity(q.mm, *stored("start_position_vertical"), check=IDLE,
+                                       help="Position of the vertical_motor at the start")
+    sample_height = Quantity(q.mm, *stored("sample_height"), check=IDLE,
+                             help="Height of the sample")
+    vertical_shift_per_tomogram = Quantity(
+        q.mm, *stored("vertical_shift_per_tomogram"), check=IDLE,
+        help="Travel of the vertical_motor during one angular_range")
+    num_tomograms = Parameter(help="ceil(sample_height / vertical_shift_per_tomogram)")
+
+    async def _spiral_init(
+        self, vertical_motor: LinearMotor, start_position_vertical: pint.Quantity,
+        sample_height: pint.Quantity, vertical_shift_per_tomogram: pint.Quantity,
+    ) -> None:
+        self._vertical_motor = vertical_motor
+        self._start_position_vertical = self["start_position_vertical"].parameter.convert(
+            start_position_vertical)
+        self._sample_height = self["sample_height"].parameter.convert(sample_height)
+        shift = self["vertical_shift_per_tomogram"].parameter.convert(vertical_shift_per_tomogram)
+        if shift.magnitude == 0:
+            raise ValueError("vertical_shift_per_tomogram must not be zero")
+        self._vertical_shift_per_tomogram = shift
+
+    async def _get_num_tomograms(self) -> int:
+        ratio = abs(float((self._sample_height / self._vertical_shift_per_tomogram)
+                          .to(q.dimensionless).magnitude))
+        return max(1, math.ceil(ratio - 1e-9))
+
+    def _vertical(self, index: int) -> pint.Quantity:
+        per_frame = self._vertical_shift_per_tomogram / max(self._num_projections, 1)
+        return self._start_position_vertical + index * per_frame
+
+    async def _prepare_radios(self) -> None:
+        await run_together([
+            self._flat_motor.set_position(self._radio_position),
+            self._tomography_motor.set_position(self._start_angle),
+            self._vertical_motor.set_position(self._start_position_vertical),
+        ])
+        await self.start_sample_exposure()
+
+
+class SteppedSpiralTomography(SpiralMixin, SteppedTomography):
+    """Stepped tomography with the sample also stepped along the rotation axis: a helix of
+    ``num_projections * num_tomograms`` projections."""
+
+    async def __ainit__(
+        self,
+        walker: Any,
+        flat_motor: LinearMotor,
+        tomography_motor: RotationMotor,
+        vertical_motor: LinearMotor,
+        radio_position: pint.Quantity,
+        flat_position: pint.Quantity,
+        camera: Camera,
+        start_position_vertical: pint.Quantity,
+        sample_height: pint.Quantity,
+        vertical_shift_per_tomogram: pint.Quantity,
+        num_flats: int = 200,
+        num_darks: int = 200,
+        num_projections: int = 3000,
+        angular_range: pint.Quantity = 180 * q.deg,
+        start_angle: pint.Quantity = 0 * q.deg,
+        separate_scans: bool = True,
+    ) -> None:
+        await self._spiral_init(vertical_motor, start_position_vertical, sample_height,
+                                vertical_shift_per_tomogram)
+        await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
+                                flat_position, camera, num_flats, num_darks, num_projections,
+                                angular_range, start_angle, separate_scans)
+
+    async def _step(self, index: int) -> dict[str, Any]:
+        angle, height = self._angle(index), self._vertical(index)
+        await run_together([self._tomography_motor.set_position(angle),
+                            self._vertical_motor.set_position(height)])
+        return {"rotation_angle": float(angle.to(q.deg).magnitude),
+                "vertical_position": float(height.to(q.mm).magnitude)}
+
+    async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
+        total = self._num_projections * await self._get_num_tomograms()
+        async for frame in self._produce_frames(total, self._step):
+            yield frame
+
+
+class ContinuousSpiralTomography(SpiralMixin, ContinuousTomography):
+    """Continuous tomography with the sample also translated at constant velocity along the
+    rotation axis (a helical scan of ``num_projections * num_tomograms`` frames)."""
+
+    vertical_velocity = Quantity(q.mm / q.s, help="Velocity of the vertical_motor during the "
+                                 "scan (vertical_shift_per_tomogram * frame rate / "
+                                 "num_projections)")
+
+    async def __ainit__(
+        self,
+        walker: Any,
+        flat_motor: LinearMotor,
+        tomography_motor: RotationMotor,
+        vertical_motor: LinearMotor,
+        radio_position: pint.Quantity,
+        flat_position: pint.Quantity,
+        camera: Camera,
+        start_position_vertical: pint.Quantity,
+        sample_height: pint.Quantity,
+        vertical_shift_per_tomogram: pint.Quantity,
+        num_flats: int = 200,
+        num_darks: int = 200,
+        num_projections: int = 3000,
+        angular_range: pint.Quantity = 180 * q.deg,
+        start_angle: pint.Quantity = 0 * q.deg,
+        separate_scans: bool = True,
+    ) -> None:
+        await self._spiral_init(vertical_motor, start_position_vertical, sample_height,
+                                vertical_shift_per_tomogram)
+        await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
+                                flat_position, camera, num_flats, num_darks, num_projections,
+                                angular_range, start_angle, separate_scans)
+
+    async def _get_vertical_velocity(self) -> pint.Quantity:
+        rate = await self._camera.get_frame_rate()
+        velocity = self._vertical_shift_per_tomogram * rate / max(self._num_projections, 1)
+        return velocity.to(q.mm / q.s)
+
+    def _info(self, index: int) -> dict[str, Any]:
+        return {"rotation_angle": float(self._angle(index).to(q.deg).magnitude),
+                "vertical_position": float(self._vertical(index).to(q.mm).magnitude)}
+
+    async def _start_motion(self) -> None:
+        await run_together([
+            self._tomography_motor.set_velocity(await self._get_velocity()),
+            self._vertical_motor.set_velocity(await self._get_vertical_velocity()),
+        ])
+
+    async def _stop_motion(self) -> None:
+        await asyncio.gather(self._tomography_motor.stop(), self._vertical_motor.stop())
+
+    async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
+        total = self._num_projections * await self._get_num_tomograms()
+        await self._start_motion()
+        try:
+            async for frame in self._produce_continuous(total, self._info):
+                yield frame
+        finally:
+            await self._stop_motion()
+
+
+class GratingInterferometryStepping(ImagingExperiment):
+    """Grating-based phase contrast: the grating is stepped by ``stepping_motor`` over
+    ``num_periods`` periods in ``num_steps_per_period`` steps each, once without the sample
+    (``reference_stepping``, flat_motor at ``flat_position``) and once with it
+    (``object_stepping``, at ``radio_position``), after ``num_darks`` dark images.
+
+    Attach :class:`~experiments.addons.PhaseGratingSteppingFourierProcessing` to get
+    intensity, visibility and differential phase.
+    """
+
+    num_darks = Parameter(*stored("num_darks", count), check=IDLE,
+                          help="Number of dark-field images")
+    radio_position = Quantity(q.mm, *stored("radio_position"), check=IDLE,
+                              help="Position of flat_motor with the sample in the beam")
+    flat_position = Quantity(q.mm, *stored("flat_position"), check=IDLE,
+                             help="Position of flat_motor with the sample out of the beam")
+    grating_period = Quantity(q.um, *stored("grating_period"), check=IDLE,
+                              help="Period of the stepped grating")
+    stepping_start_position = Quantity(q.um, *stored("stepping_start_position"), check=IDLE,
+                                       help="First position of the stepping_motor")
+    num_periods = Parameter(*stored("num_periods", positive_count), check=IDLE,
+                            help="Number of grating periods sampled")
+    num_steps_per_period = Parameter(*stored("num_steps_per_period", positive_count),
+                                     check=IDLE, help="Number of steps per grating period")
+    propagation_distance = Quantity(q.mm, *stored("propagation_distance"), check=IDLE,
+                                    help="Distance between sample and analyser grating (used "
+                                    "to turn the phase into a deflection angle)")
+
+    async def __ainit__(
+        self,
+        walker: Any,
+        camera: Camera,
+        flat_motor: LinearMotor,
+        stepping_motor: LinearMotor,
+        flat_position: pint.Quantity,
+        radio_position: pint.Quantity,
+        grating_period: pint.Quantity,
+        num_darks: int,
+        stepping_start_position: pint.Quantity,
+        num_periods: int,
+        num_steps_per_period: int,
+        propagation_distance: pint.Quantity,
+        separate_scans: bool = True,
+    ) -> None:
+        self._flat_motor = flat_motor
+        self._stepping_motor = stepping_motor
+        convert = {name: self[name].parameter.convert for name in (
+            "flat_position", "radio_position", "grating_period", "stepping_start_position",
+            "propagation_distance")}
+        self._flat_position = convert["flat_position"](flat_position)
+        self._radio_position = convert["radio_position"](radio_position)
+        self._grating_period = convert["grating_period"](grating_period)
+        self._stepping_start_position = convert["stepping_start_position"](
+            stepping_start_position)
+        self._propagation_distance = convert["propagation_distance"](propagation_distance)
+        self._num_darks = count(num_darks)
+        self._num_periods = positive_count(num_periods)
+        self._num_steps_per_period = positive_count(num_steps_per_period)
+        acquisitions = [
+            await Acquisition("darks", self._take_darks),
+            await Acquisition("reference_stepping", self._take_reference),
+            await Acquisition("object_stepping", self._take_object),
+        ]
+        await super().__ainit__(acquisitions, walker, camera, separate_scans)
+
+    def stepping_positions(self) -> np.ndarray:
+        """The grating positions of one stepping scan (µm)."""
+        step = float((self._grating_period / self._num_steps_per_period).to(q.um).magnitude)
+        start = float(self._stepping_start_position.to(q.um).magnitude)
+        return start + step * np.arange(self._num_periods * self._num_steps_per_period)
+
+    async def _step(self, index: int) -> dict[str, Any]:
+        position = float(self.stepping_positions()[index])
+        await self._stepping_motor.set_position(position * q.um)
+        return {"stepping_position": position}
+
+    async def _stepping(self) -> AsyncIterator[ImageWithMetadata]:
+        number = self._num_periods * self._num_steps_per_period
+        async for frame in self._produce_frames(number, self._step):
+            yield frame
+
+    async def _prepare_flats(self) -> None:
+        await self._flat_motor.set_position(self._flat_position)
+        await self.start_sample_exposure()
+
+    async def _finish_flats(self) -> None:
+        await self.stop_sample_exposure()
+
+    async def _prepare_radios(self) -> None:
+        await self._flat_motor.set_position(self._radio_position)
+        await self.start_sample_exposure()
+
+    async def _finish_radios(self) -> None:
+        await self.stop_sample_exposure()
+
+    async def _take_reference(self) -> AsyncIterator[ImageWithMetadata]:
+        await self._prepare_flats()
+        try:
+            async for frame in self._stepping():
+                yield frame
+        finally:
+            await self._finish_flats()
+
+    async def _take_object(self) -> AsyncIterator[ImageWithMetadata]:
+        await self._prepare_radios()
+        try:
+            async for frame in self._stepping():
+                yield frame
+        finally:
+            await self._finish_radios()
+
+
+__all__ = [
+    "ContinuousSpiralTomography",
+    "ContinuousTomography",
+    "GratingInterferometryStepping",
+    "ImagingExperiment",
+    "Radiography",
+    "SpiralMixin",
+    "SteppedSpiralTomography",
+    "SteppedTomography",
+    "Tomography",
+    "frames",
+    "tomo_angular_step",
+    "tomo_max_speed",
+    "tomo_projections_number",
+]

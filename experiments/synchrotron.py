@@ -1,0 +1,72 @@
+"""Imaging experiments at a synchrotron: the beam is switched by a ``shutter``.
+
+Every class of :mod:`experiments.imaging` has a variant here taking ``shutter`` right after
+``camera`` and, optionally, a ``storage_ring`` (last argument) whose current is written into
+every frame's metadata (``ring_current`` in mA).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from concert_core.devices.shutters.base import Shutter
+from concert_core.devices.storagerings.base import StorageRing
+from concert_core.quantities import q
+from experiments import imaging
+from experiments.sources import variant
+
+
+class SynchrotronMixin:
+    """Exposure through a shutter: open for flats and projections, closed for darks."""
+
+    _shutter: Shutter
+    _storage_ring: StorageRing | None
+
+    async def start_sample_exposure(self) -> None:
+        """Open the shutter (if it is not open)."""
+        if await self._shutter.get_state() != "open":
+            await self._shutter.open()
+
+    async def stop_sample_exposure(self) -> None:
+        """Close the shutter (if it is not closed)."""
+        if await self._shutter.get_state() != "closed":
+            await self._shutter.close()
+
+    async def _frame_metadata(self) -> dict[str, Any]:
+        if self._storage_ring is None:
+            return {}
+        return {"ring_current": float((await self._storage_ring.get_current())
+                                      .to(q.mA).magnitude)}
+
+
+_SHUTTER = inspect.Parameter("shutter", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                             annotation=Shutter)
+_RING = (inspect.Parameter("storage_ring", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           default=None, annotation="StorageRing | None"),)
+
+
+def _synchrotron(base: type, doc: str) -> Any:
+    return variant(base, SynchrotronMixin, _SHUTTER, _RING, doc=doc)
+
+
+Radiography = _synchrotron(imaging.Radiography, "Radiography with a shutter.")
+SteppedTomography = _synchrotron(imaging.SteppedTomography, "Stepped tomography with a shutter.")
+ContinuousTomography = _synchrotron(imaging.ContinuousTomography,
+                                    "Continuous tomography with a shutter.")
+SteppedSpiralTomography = _synchrotron(imaging.SteppedSpiralTomography,
+                                       "Stepped spiral tomography with a shutter.")
+ContinuousSpiralTomography = _synchrotron(imaging.ContinuousSpiralTomography,
+                                          "Continuous spiral tomography with a shutter.")
+GratingInterferometryStepping = _synchrotron(imaging.GratingInterferometryStepping,
+                                             "Grating interferometry stepping with a shutter.")
+
+__all__ = [
+    "ContinuousSpiralTomography",
+    "ContinuousTomography",
+    "GratingInterferometryStepping",
+    "Radiography",
+    "SteppedSpiralTomography",
+    "SteppedTomography",
+    "SynchrotronMixin",
+]
