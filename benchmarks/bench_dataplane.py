@@ -5,16 +5,21 @@ Parts (each a function registered in ``PARTS``; add one by appending to it):
 (a) raw pyzmq PUSH/PULL, zero-copy, over tcp loopback (the baseline);
 (b) ImageSender -> ImageReceiver over tcp loopback (goal: >= 0.9 of (a));
 (c) raw h5py and raw tifffile writes, and HDF5Walker / DirectoryWalker writes of the
-    same frames into a temporary directory.
+    same frames into a temporary directory;
+(d) end to end through the servers: a ConcertCamera (dummy camera, 2048x2048 uint16)
+    GrabSend(n) -> ConcertWalker WriteSequence -> HDF5 and TIFF, on an embedded Tango
+    database started for the run (goal: >= 0.8 of min(a, c) of the same format).
 
 Sender and receiver run in separate threads (each with its own event loop for (b)).
-Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]``.
+Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]
+[--server-frames K]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -23,15 +28,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import numpy as np
+import tango
 import tifffile
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from concert_core.dataplane import ImageReceiver, ImageSender
+from servers.database import EmbeddedDatabase
+from servers.process import ServerProcess, register_server
 from walkers import DirectoryWalker, HDF5Walker
 
 SHAPE = (2048, 2048)
@@ -62,6 +71,7 @@ class Setup:
     frames: int
     write_frames: int
     workdir: str
+    server_frames: int = 200
 
     def frame(self, i: int) -> np.ndarray:
         return self.pool[i % len(self.pool)]
@@ -135,6 +145,7 @@ def _stream(setup: Setup, key: str, label: str, in_flight: int) -> Result:
 
 
 def _timed(key: str, label: str, count: int, func: Callable[[], int]) -> Result:
+    os.sync()  # every disk part starts without the previous parts' dirty pages
     start = time.perf_counter()
     written = func()
     seconds = time.perf_counter() - start
@@ -219,11 +230,86 @@ def part_c_writers(setup: Setup) -> list[Result]:
     return results
 
 
+BENCH_WALKER = "bench/walker/1"
+BENCH_CAMERA = "bench/camera/1"
+
+
+def part_d_servers(setup: Setup) -> list[Result]:
+    """Camera server -> walker server -> disk, timed from GrabSend until the walker is ON
+    again (every file closed); the session only sends commands."""
+    previous = os.environ.get("TANGO_HOST")
+    state_dir = tempfile.mkdtemp(prefix="bench_tango_db_")
+    processes: list[ServerProcess] = []
+    try:
+        with EmbeddedDatabase(Path(state_dir)) as db:
+            os.environ["TANGO_HOST"] = db.tango_host  # the clients' events need it
+            root = os.path.join(setup.workdir, "walker_root")
+            camera_args = {"width": SHAPE[1], "height": SHAPE[0], "dtype": "uint16",
+                           "exposure_time": "10 us", "frame_rate": "1000000 / s"}
+            database = db.database()
+            register_server(database, "ConcertWalker", "bench", "DirectoryWalker",
+                            [BENCH_WALKER], {BENCH_WALKER: {"root": [root]}})
+            register_server(database, "ConcertCamera", "bench", "Camera", [BENCH_CAMERA],
+                            {BENCH_CAMERA: {"concert_args": [json.dumps(camera_args)]}})
+            for server, device in (("ConcertWalker", BENCH_WALKER),
+                                   ("ConcertCamera", BENCH_CAMERA)):
+                processes.append(ServerProcess(
+                    [sys.executable, "-m", "servers.main", server, "bench"], db.tango_host,
+                    [device], Path(state_dir) / f"{server}.log", timeout=60))
+                processes[-1].start()
+            return _through_servers(setup, root)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        if previous is None:
+            os.environ.pop("TANGO_HOST", None)
+        else:
+            os.environ["TANGO_HOST"] = previous
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _through_servers(setup: Setup, root: str) -> list[Result]:
+    walker, camera = tango.DeviceProxy(BENCH_WALKER), tango.DeviceProxy(BENCH_CAMERA)
+    camera.write_attribute("data_endpoint", "tcp://127.0.0.1:0")
+    endpoint = camera.read_attribute("data_endpoint").value
+    walker.write_attribute("stream_timeout", 30.0)
+
+    def run(fmt: str, name: str, count: int) -> tuple[int, float]:
+        walker.Home()
+        walker.write_attribute("writer_class", ["TIFF", "HDF5"].index(fmt))
+        walker.write_attribute("dsetname", "frame_{:>06}.tif")
+        walker.Descend(name)
+        walker.WriteSequence(endpoint)
+        os.sync()  # as in (c): no dirty pages of earlier runs
+        start = time.perf_counter()
+        camera.GrabSend(count)
+        while walker.state() == tango.DevState.RUNNING:
+            time.sleep(0.005)
+        seconds = time.perf_counter() - start
+        if walker.state() != tango.DevState.ON:
+            raise RuntimeError(f"walker ended in {walker.state()}: {walker.status()}")
+        while camera.state() == tango.DevState.RUNNING:
+            time.sleep(0.005)
+        written = walker.read_attribute("frames_written").value
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        return written, seconds
+
+    results = []
+    for fmt, key in (("HDF5", "d.hdf5"), ("TIFF", "d.tiff")):
+        run(fmt, f"warmup_{fmt}", 3)  # camera plans, noise banks, first files
+        count = setup.server_frames
+        written, seconds = run(fmt, f"run_{fmt}", count)
+        results.append(Result(key, f"camera -> ConcertWalker -> {fmt}", written,
+                              written * setup_nbytes(), seconds, count - written))
+    return results
+
+
 #: The benchmark's parts in order; each takes the Setup and returns Results.
 PARTS: list[Callable[[Setup], list[Result]]] = [
     part_a_raw_zmq,
     part_b_image_sender,
     part_c_writers,
+    part_d_servers,
 ]
 
 #: Parts run ``--repeat`` times (interleaved; the best run counts: the machine may be
@@ -234,26 +320,41 @@ REPEATED_KEYS = {"a", "b", "b.window"}
 
 def report(result: Result, note: str = "") -> None:
     print(
-        f"  {result.key:<13} {result.label:<31} {result.frames:5d} frames "
+        f"  {result.key:<13} {result.label:<34} {result.frames:5d} frames "
         f"{result.seconds:7.2f} s {result.gbps:6.2f} GB/s {result.fps:8.1f} frames/s "
         f"lost {result.lost} {note}"
     )
 
 
-#: Ratios printed at the end: (label, numerator key, denominator key, goal or None).
+#: Ratios printed at the end: (label, numerator key, denominator key(s), goal or None).
 RATIOS = [
     ("(b)/(a) data plane vs raw pyzmq", "b", "a", 0.9),
     ("(b, in_flight=4)/(a)", "b.window", "a", 0.9),
     ("HDF5Walker / raw h5py", "c.hdf5walker", "c.h5py", None),
     ("HDF5Walker / raw h5py direct chunks", "c.hdf5walker", "c.h5direct", None),
     ("DirectoryWalker / raw tifffile", "c.dirwalker", "c.tifffile", None),
+    ("(d HDF5)/min(a, raw h5py)", "d.hdf5", ("a", "c.h5py", "c.h5direct"), 0.8),
+    ("(d TIFF)/min(a, raw tifffile)", "d.tiff", ("a", "c.tifffile"), 0.8),
 ]
+
+
+def _denominator(results: dict[str, Result], keys: str | tuple[str, ...]) -> float | None:
+    """GB/s of ``keys``: one result, or min(a, best raw writer of the format)."""
+    if isinstance(keys, str):
+        return results[keys].gbps if keys in results else None
+    stream, *writers = keys
+    found = [results[key].gbps for key in writers if key in results]
+    if stream not in results or not found:
+        return None
+    return min(results[stream].gbps, max(found))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=500, help="frames streamed in (a), (b)")
     parser.add_argument("--write-frames", type=int, default=150, help="frames written in (c)")
+    parser.add_argument("--server-frames", type=int, default=200,
+                        help="frames per format in (d)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of (a) and (b)")
     parser.add_argument("--verbose", action="store_true", help="print every round")
     parser.add_argument("--dir", default=None, help="directory for (c) (default: a tmp dir)")
@@ -261,7 +362,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 4096, SHAPE, dtype=DTYPE) for _ in range(8)]
     workdir = tempfile.mkdtemp(prefix="bench_dataplane_", dir=args.dir)
-    setup = Setup(pool, args.frames, args.write_frames, workdir)
+    setup = Setup(pool, args.frames, args.write_frames, workdir, args.server_frames)
     print(f"frames {SHAPE[0]}x{SHAPE[1]} {np.dtype(DTYPE).name} ({setup_nbytes() / 1e6:.1f} MB)")
     results: dict[str, Result] = {}
     lost = 0
@@ -284,8 +385,9 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for label, numerator, denominator, goal in RATIOS:
-        if numerator in results and denominator in results:
-            ratio = results[numerator].gbps / results[denominator].gbps
+        base = _denominator(results, denominator)
+        if numerator in results and base:
+            ratio = results[numerator].gbps / base
             verdict = ""
             if goal is not None:
                 verdict = f"  (goal >= {goal:.2f}: {'met' if ratio >= goal else 'MISSED'})"

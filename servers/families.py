@@ -17,10 +17,11 @@ class Published:
 
     family: str
     default: str
+    name: str = ""  # the Tango class, where it differs from the family class's name
 
     @property
     def tango_class(self) -> str:
-        return self.family.rpartition(":")[2]
+        return self.name or self.family.rpartition(":")[2]
 
     def family_class(self) -> type:
         return load_class(self.family)
@@ -50,6 +51,8 @@ SERVERS: dict[str, list[Published]] = {
     "ConcertAttenuatorBox": _pair("attenuatorboxes", "AttenuatorBox"),
     "ConcertLensChanger": _pair("lenschangers", "LensChanger"),
     "ConcertDetector": _pair("detectors", "Detector"),
+    "ConcertWalker": [Published("walkers.device:WalkerDevice", "walkers.device:WalkerDevice",
+                                "DirectoryWalker")],
 }
 
 

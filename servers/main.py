@@ -45,6 +45,7 @@ ConcertLightSource = _entry("ConcertLightSource")
 ConcertAttenuatorBox = _entry("ConcertAttenuatorBox")
 ConcertLensChanger = _entry("ConcertLensChanger")
 ConcertDetector = _entry("ConcertDetector")
+ConcertWalker = _entry("ConcertWalker")
 
 assert set(SERVERS) <= set(globals()), "every server family needs an entry point"
 

@@ -243,6 +243,12 @@ class ImageSender:
         self.streams += 1
         return count
 
+    def restart(self) -> None:
+        """Abandon the current stream without an end message (its receiver sees no end and
+        times out); the next frame starts a new stream at index 0."""
+        self._pending.clear()
+        self._index = 0
+
     def _check_open(self) -> None:
         if self.closed:
             raise DataPlaneError(f"sender on {self.endpoint} is closed")

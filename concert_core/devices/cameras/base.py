@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from concert_core.coroutines.base import background, run_in_executor
+from concert_core.dataplane.sender import ImageSender, resolve_endpoint
 from concert_core.devices.base import Device
 from concert_core.errors import ConcertError, TransitionNotAllowed
 from concert_core.helpers import Bunch, ImageWithMetadata
@@ -38,6 +39,8 @@ TRIGGER_SOURCES = ("AUTO", "SOFTWARE", "EXTERNAL")
 _CONVERT_IN_THREAD_BYTES = 1 << 20
 #: Shortest interval between two announcements of the frame counter (s).
 _COUNTER_PERIOD = 0.05
+#: Frames grab_send lets ZMQ still transmit while it grabs the next ones (each is a new array).
+_SEND_IN_FLIGHT = 2
 
 
 class CameraError(ConcertError):
@@ -136,6 +139,11 @@ class Camera(Device):
     frames_grabbed = Parameter(
         fget=_frames_grabbed, help="Number of frames grabbed since recording (or readout) started"
     )
+    data_endpoint = Parameter(
+        help="ZMQ endpoint grab_send/stream_send send frames to ('' = off). The camera binds "
+        "it (port 0 picks a free port; reading gives the actual endpoint) and receivers, such "
+        "as a walker's WriteSequence, connect to it. Frames are sent reliably (nothing dropped)"
+    )
 
     async def __ainit__(self) -> None:
         await super().__ainit__()
@@ -143,6 +151,8 @@ class Camera(Device):
         self._frames_grabbed = 0
         self._counter_announced = 0.0
         self._counter_pending = False
+        self._data_sender: ImageSender | None = None
+        self._sending = False
         # The ROI limits depend on each other: tell limit observers (Tango min/max) on change.
         ref = weakref.ref(self)
         for name, other in (("roi_x0", "roi_width"), ("roi_width", "roi_x0"),
@@ -232,6 +242,82 @@ class Camera(Device):
                     return  # recording stopped while waiting for the frame
                 raise
             yield frame
+
+    # -- sending frames to a data-plane endpoint ---------------------------------------------
+    async def _get_data_endpoint(self) -> str:
+        sender = self._data_sender
+        return sender.endpoint if sender is not None else ""
+
+    async def _set_data_endpoint(self, endpoint: str) -> None:
+        if self._sending:
+            raise TransitionNotAllowed("data_endpoint cannot change while frames are sent")
+        endpoint = str(endpoint).strip()
+        if endpoint:
+            resolve_endpoint(endpoint, bind=True)  # ValueError for a malformed endpoint
+        old, self._data_sender = self._data_sender, None
+        if old is not None:
+            old.close(linger=0)
+        if endpoint:
+            self._data_sender = ImageSender(endpoint, reliable=True, bind=True,
+                                            in_flight=_SEND_IN_FLIGHT)
+
+    def _claim_sender(self, what: str) -> ImageSender:
+        sender = self._data_sender
+        if sender is None:
+            raise CameraError(f"{what} needs a data_endpoint (it is empty)")
+        if self._sending:
+            raise TransitionNotAllowed(f"{what}: frames are being sent already")
+        self._sending = True
+        return sender
+
+    @background
+    async def grab_send(self, num: int) -> None:
+        """Grab ``num`` frames and send them to ``data_endpoint``, then end the stream.
+
+        From standby the camera records for the duration; while recording (or in readout)
+        the next ``num`` frames are taken. Frames go out reliably: a receiver that is
+        missing or stops reading turns into a ``DataPlaneTimeout``.
+        """
+        if num < 0:
+            raise ValueError(f"grab_send needs num >= 0, got {num}")
+        state = await self.get_state()
+        if state not in ("standby", "recording", "readout"):
+            raise TransitionNotAllowed(f"grab_send is not allowed in state {state!r}")
+        sender = self._claim_sender("grab_send")
+        try:
+            if state == "standby":
+                async with self.recording():
+                    await self._send_frames(sender, num)
+            else:
+                self["state"].notify(state)  # started: a Tango call returns at once
+                await self._send_frames(sender, num)
+        finally:
+            self._sending = False
+
+    @background
+    @check(source="recording")
+    async def stream_send(self) -> None:
+        """Send every frame to ``data_endpoint`` while the camera records; the stream
+        ends when the recording stops."""
+        sender = self._claim_sender("stream_send")
+        try:
+            self["state"].notify("recording")  # started: a Tango call returns at once
+            await self._send_frames(sender, None)
+        finally:
+            self._sending = False
+
+    async def _send_frames(self, sender: ImageSender, num: int | None) -> None:
+        try:
+            if num is None:
+                async for frame in self.stream():
+                    await sender.send(frame)
+            else:
+                for _ in range(num):
+                    await sender.send(await self.grab())
+            await sender.end()
+        except BaseException:
+            sender.restart()  # no end: the receiver must not take a partial stream as whole
+            raise
 
     # -- frame counter -----------------------------------------------------------------------
     def _reset_counter(self) -> None:

@@ -1,0 +1,373 @@
+"""The remote directory walker server (ConcertWalker, contract §8) and camera streaming:
+confinement, WriteSequence from a camera server, failures, Cancel, RemoteDirectoryWalker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tango
+
+from concert_core.dataplane import ImageReceiver, ImageSender
+from concert_core.devices.cameras.dummy import Camera
+from concert_core.errors import SelectionError
+from concert_core.quantities import q
+from walkers import PathError, read_hdf5, read_image, write_tiff
+from walkers.remote import RemoteDirectoryWalker
+
+WALKER = "test/walker/1"
+CAMERA = "test/wcamera/1"
+SHAPE = (48, 64)
+SOURCE_FRAMES = 6
+
+
+@dataclass
+class Servers:
+    root: Path
+    outside: Path
+    sources: dict[str, np.ndarray]
+    walker: tango.DeviceProxy
+    camera: tango.DeviceProxy
+
+
+def _main(server: str, instance: str) -> list[str]:
+    return [sys.executable, "-m", "servers.main", server, instance]
+
+
+@pytest.fixture(scope="module")
+def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """One walker server (root in a temporary directory) and one camera server serving a
+    TIFF sequence of random frames (FileCamera), so every written frame can be checked
+    against its source file (its ``file`` metadata)."""
+    base = tmp_path_factory.mktemp("walker_server")
+    root, outside, source = base / "root", base / "outside", base / "source"
+    for path in (root, outside, source):
+        path.mkdir()
+    rng = np.random.default_rng(1)
+    sources = {}
+    for i in range(SOURCE_FRAMES):
+        name = str(source / f"src_{i:02}.tif")
+        sources[name] = rng.integers(0, 65535, SHAPE, dtype=np.uint16)
+        write_tiff(name, sources[name])
+    walker = tango_servers.prepare(
+        _main("ConcertWalker", "wtest"), "ConcertWalker", "wtest", {"DirectoryWalker": [WALKER]},
+        {WALKER: {"root": [str(root)], "concert_args": ['{"stream_timeout": "5 s"}']}})
+    camera = tango_servers.prepare(
+        _main("ConcertCamera", "wtest"), "ConcertCamera", "wtest", {"Camera": [CAMERA]},
+        {CAMERA: {"concert_class": ["concert_core.devices.cameras.dummy:FileCamera"],
+                  "concert_args": [json.dumps({"pattern_or_directory": str(source),
+                                               "frame_rate": "2000 / s",
+                                               "exposure_time": "0.1 ms"})]}})
+    tango_servers.start_all([walker, camera])
+    walker_proxy, camera_proxy = tango.DeviceProxy(WALKER), tango.DeviceProxy(CAMERA)
+    camera_proxy.write_attribute("data_endpoint", "tcp://127.0.0.1:0")
+    yield Servers(root, outside, sources, walker_proxy, camera_proxy)
+
+
+@pytest.fixture
+def walker(servers: Servers, request: pytest.FixtureRequest) -> tango.DeviceProxy:
+    """The walker device at home in a fresh directory named after the test, writing TIFF."""
+    proxy = servers.walker
+    if proxy.state() == tango.DevState.RUNNING:
+        proxy.Cancel()
+    proxy.Home()
+    proxy.write_attribute("writer_class", 0)
+    proxy.write_attribute("dsetname", "frame_{:>06}.tif")
+    proxy.write_attribute("stream_timeout", 5.0)
+    proxy.Descend(request.node.name.replace("[", "_").replace("]", ""))
+    return proxy
+
+
+def wait_state(proxy: tango.DeviceProxy, timeout: float = 15.0) -> tango.DevState:
+    """Wait until ``proxy`` leaves RUNNING; return its state."""
+    deadline = time.monotonic() + timeout
+    while (state := proxy.state()) == tango.DevState.RUNNING:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proxy.dev_name()} still RUNNING after {timeout} s")
+        time.sleep(0.05)
+    return state
+
+
+def refused(reason: str, call, *args) -> tango.DevError:
+    with pytest.raises(tango.DevFailed) as info:
+        call(*args)
+    assert info.value.args[0].reason == reason, info.value.args[0].desc
+    return info.value.args[0]
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(item.relative_to(path)) for item in path.rglob("*"))
+
+
+def check_frames(servers: Servers, frames: list[np.ndarray], metadata: list[dict]) -> None:
+    """Every written frame equals (checksum) the source file its metadata names."""
+    assert frames and len(frames) == len(metadata)
+    for frame, meta in zip(frames, metadata, strict=True):
+        source = servers.sources[meta["file"]]
+        assert frame.dtype == source.dtype and frame.shape == source.shape
+        assert frame.tobytes() == source.tobytes()
+
+
+# -- confinement ------------------------------------------------------------------------------
+# A NUL cannot travel in a Tango string (CORBA cuts it off): the client refuses it
+# (RemoteDirectoryWalker) and the device class does (test_walker_device_confinement).
+ESCAPES = ["..", "../x", "a/../../x", "/", "/etc", str(Path("/tmp").resolve()), "",
+           ".", "a//b", "a/", "link", "link/below"]
+
+
+@pytest.mark.tango
+def test_every_escape_is_refused_and_creates_nothing(servers: Servers, walker) -> None:
+    here = Path(walker.read_attribute("current").value)
+    os.symlink(servers.outside, here / "link")
+    (here / "file.txt").write_text("x")
+    os.symlink(here / "file.txt", here / "inside_link")  # pointing in: harmless
+    before, outside_before = tree(servers.root), tree(servers.outside)
+    for name in ESCAPES:
+        refused("PathError", walker.Descend, name)
+        refused("PathError", walker.Exists, name)
+        refused("PathError", walker.LogToJson, ["{}", name])
+        refused("PathError", walker.RegisterLogger, ["x", "20", name])
+        if name != "link":  # a file name: refused when written (below)
+            with pytest.raises(tango.DevFailed) as info:
+                walker.write_attribute("dsetname", name)
+            assert info.value.args[0].reason == "PathError"
+    assert walker.read_attribute("current").value == str(here)
+    assert walker.state() == tango.DevState.ON
+    # a data set through the outside link: refused before anything is written
+    walker.write_attribute("dsetname", "link")
+    refused("PathError", walker.WriteSequence, "tcp://127.0.0.1:9")
+    walker.write_attribute("writer_class", 1)  # HDF5 file "link.h5" must stay inside too
+    os.symlink(servers.outside / "x.h5", here / "link.h5")
+    refused("PathError", walker.WriteSequence, "tcp://127.0.0.1:9")
+    os.unlink(here / "link.h5")
+    assert tree(servers.root) == before and tree(servers.outside) == outside_before
+    assert walker.Exists("inside_link") and walker.Exists("file.txt")
+    assert not walker.Exists("missing")
+    walker.Home()
+    assert walker.Ascend() == str(servers.root)  # never above root
+
+
+@pytest.mark.tango
+def test_writer_class_refuses_unknown_formats(servers: Servers, walker) -> None:
+    with pytest.raises(tango.DevFailed):
+        walker.write_attribute("writer_class", 7)
+    assert walker.read_attribute("writer_class").value == 0
+    config = walker.get_attribute_config("writer_class")
+    assert list(config.enum_labels) == ["TIFF", "HDF5"]
+
+
+def test_walker_device_confinement(tmp_path: Path) -> None:
+    """The device class itself (no Tango): NUL and every other escape, nothing created."""
+    from walkers.device import WalkerDevice
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+
+    async def run() -> None:
+        device = await WalkerDevice(root=str(root))
+        os.symlink(outside, root / "link")
+        for name in [*ESCAPES, "a\0b", "\0"]:
+            calls = [device.descend, device.exists, lambda n: device.log_to_json("{}", n),
+                     lambda n: device.register_logger("x", 20, n)]
+            for call in calls + ([device.set_dsetname] if name != "link" else []):
+                with pytest.raises(PathError):
+                    await call(name)
+        assert tree(root) == ["link"] and tree(outside) == []
+        with pytest.raises(PathError):
+            await WalkerDevice(root="relative/root")
+        with pytest.raises(ValueError):
+            await WalkerDevice(root="")
+
+    asyncio.run(run())
+
+
+# -- WriteSequence from the camera server -----------------------------------------------------
+@pytest.mark.tango
+@pytest.mark.parametrize("writer_class", ["TIFF", "HDF5"])
+def test_write_sequence_from_camera_server(servers: Servers, walker, writer_class) -> None:
+    count = 9  # more than the source has: the FileCamera loops
+    endpoint = servers.camera.read_attribute("data_endpoint").value
+    assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":0")
+    walker.write_attribute("writer_class", ["TIFF", "HDF5"].index(writer_class))
+    walker.write_attribute("dsetname", "proj_{:>04}.tif")
+    walker.WriteSequence(endpoint)
+    assert walker.state() == tango.DevState.RUNNING
+    servers.camera.GrabSend(count)
+    assert wait_state(walker) == tango.DevState.ON, walker.status()
+    assert wait_state(servers.camera) == tango.DevState.ON
+    assert walker.read_attribute("frames_written").value == count
+    assert walker.read_attribute("frames_received").value == count
+    assert walker.read_attribute("bytes_written").value == count * int(np.prod(SHAPE)) * 2
+    assert walker.read_attribute("write_rate").value > 0
+    here = Path(walker.read_attribute("current").value)
+    if writer_class == "TIFF":
+        files = sorted(here.glob("proj_*.tif"))
+        assert [f.name for f in files] == [f"proj_{i:04}.tif" for i in range(count)]
+        images = [read_image(str(f)) for f in files]
+        check_frames(servers, images, [image.metadata for image in images])
+    else:
+        assert sorted(p.name for p in here.iterdir()) == ["proj.h5"]
+        frames, metadata = read_hdf5(str(here / "proj.h5"), "proj")
+        check_frames(servers, list(frames), metadata)
+    # the same data set again is refused before anything happens; state stays ON
+    refused("DatasetExistsError", walker.WriteSequence, endpoint)
+    assert walker.state() == tango.DevState.ON
+
+
+@pytest.mark.tango
+def test_failed_write_sequence_faults_and_the_next_one_works(servers: Servers, walker) -> None:
+    errors = walker.read_attribute("errors").value
+    walker.write_attribute("stream_timeout", 0.3)
+    walker.WriteSequence("tcp://127.0.0.1:9")  # nobody sends: a dead sender
+    assert wait_state(walker) == tango.DevState.FAULT
+    assert "DataPlaneTimeout" in walker.status()
+    assert walker.read_attribute("errors").value == errors + 1
+    here = Path(walker.read_attribute("current").value)
+    assert list(here.iterdir()) == []  # nothing half-written
+
+    # a writer error in the middle of a stream: HDF5 frames of changing shape
+    walker.write_attribute("writer_class", 1)
+    walker.write_attribute("stream_timeout", 5.0)
+
+    async def send_bad() -> None:
+        async with ImageSender("tcp://127.0.0.1:0", timeout=5) as sender:
+            walker.WriteSequence(sender.endpoint)
+            await sender.send(np.zeros((4, 4), np.uint16))
+            await sender.send(np.zeros((5, 4), np.uint16))
+            await sender.end()
+
+    asyncio.run(send_bad())
+    assert wait_state(walker) == tango.DevState.FAULT
+    assert "StorageError" in walker.status()
+    assert list(here.iterdir()) == []  # the file the failed sequence created is gone
+
+    # the cause is gone: the next sequence works, FAULT is cleared
+    walker.WriteSequence(servers.camera.read_attribute("data_endpoint").value)
+    servers.camera.GrabSend(3)
+    assert wait_state(walker) == tango.DevState.ON, walker.status()
+    assert walker.read_attribute("frames_written").value == 3
+    assert "error" not in walker.status()
+
+
+@pytest.mark.tango
+def test_cancel_aborts_and_leaves_no_partial_file(servers: Servers, walker) -> None:
+    async def partial() -> None:
+        async with ImageSender("tcp://127.0.0.1:0", timeout=5) as sender:
+            walker.WriteSequence(sender.endpoint)
+            for _ in range(3):
+                await sender.send(np.ones(SHAPE, np.uint16))
+            deadline = time.monotonic() + 10
+            while walker.read_attribute("frames_written").value < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            walker.Cancel()
+
+    asyncio.run(partial())
+    assert walker.state() == tango.DevState.ON
+    assert walker.status().startswith("standby")
+    # complete files stay, the one being written is gone (no temporary .part files)
+    here = Path(walker.read_attribute("current").value)
+    names = sorted(p.name for p in here.iterdir())
+    assert names == [f"frame_{i:06}.tif" for i in range(len(names))]
+    assert len(names) <= walker.read_attribute("frames_written").value
+    walker.Cancel()  # nothing to cancel: harmless
+
+
+# -- the client ------------------------------------------------------------------------------
+@pytest.mark.tango
+def test_remote_directory_walker_like_a_local_walker(servers: Servers, walker) -> None:
+    rng = np.random.default_rng(2)
+    local = [rng.integers(0, 4096, SHAPE, dtype=np.uint16) for _ in range(5)]
+
+    async def run() -> None:
+        remote = await RemoteDirectoryWalker(WALKER, dsetname="img_{:>03}.tif")
+        assert remote.root == str(servers.root)
+        start = remote.current
+        await remote.descend("a")
+        assert remote.current == os.path.join(start, "a")
+        with pytest.raises(PathError):
+            await remote.descend("../../x")
+
+        async def produce():
+            for frame in local:
+                yield frame
+
+        writer = await remote.create_writer(produce(), name="darks")
+        assert remote.current == os.path.join(start, "a")  # came back
+        assert await writer == len(local)
+        assert await remote.exists("darks", "img_004.tif")
+        written = [read_image(os.path.join(remote.current, "darks", f"img_{i:03}.tif"))
+                   for i in range(len(local))]
+        assert all(np.array_equal(a, b) for a, b in zip(written, local, strict=True))
+
+        # camera -> walker server directly, driven from here
+        endpoint = servers.camera.read_attribute("data_endpoint").value
+        task = asyncio.ensure_future(remote.write_sequence(endpoint, name="proj",
+                                                           dsetname="p_{:>03}.tif"))
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(servers.camera.GrabSend, 4)
+        assert await task == 4
+        assert await remote.exists("proj", "p_003.tif")
+        assert remote.frames_written == len(local) + 4
+
+        await remote.set_attribute("writer_class", "HDF5")
+        with pytest.raises(SelectionError):
+            await remote.set_attribute("writer_class", "ZARR")
+        assert await remote.write(iter(local), dsetname="stack.h5") == len(local)
+        frames, _ = read_hdf5(os.path.join(remote.current, "stack.h5"), "stack")
+        assert np.array_equal(frames, np.stack(local))
+
+        await remote.log_to_json({"energy": "20 keV"})
+        assert json.loads(Path(remote.current, "experiment.json").read_text()) == \
+            {"energy": "20 keV"}
+        closer = await remote.register_logger("walker-test", logging.INFO, "exp.log")
+        logging.getLogger("walker-test").info("hello remote")
+        logging.getLogger("walker-test").debug("not written")
+        await closer()
+        text = Path(remote.current, "exp.log").read_text()
+        assert "hello remote" in text and "not written" not in text
+        await remote.home()
+        assert remote.current == str(servers.root)
+
+    asyncio.run(run())
+
+
+# -- the camera side, locally -------------------------------------------------------------------
+def test_camera_grab_send_and_stream_send_locally() -> None:
+    async def run() -> None:
+        camera = await Camera(width=32, height=16, frame_rate=1000 / q.s)
+        assert await camera.get_data_endpoint() == ""
+        with pytest.raises(Exception, match="data_endpoint"):
+            await camera.grab_send(1)
+        with pytest.raises(ValueError):
+            await camera.set_data_endpoint("nonsense")
+        await camera.set_data_endpoint("tcp://127.0.0.1:0")
+        endpoint = await camera.get_data_endpoint()
+        async with ImageReceiver(endpoint, timeout=5) as receiver:
+            task = camera.grab_send(5)
+            frames = [frame async for frame in receiver.frames()]
+            await task
+            assert len(frames) == 5 and receiver.complete
+            assert frames[0].shape == (16, 32) and "exposure_time" in frames[0].metadata
+            assert await camera.get_state() == "standby"
+            async with camera.recording():
+                task = camera.stream_send()
+                got = 0
+                async for _ in receiver.frames():
+                    got += 1
+                    if got == 3:
+                        await camera.stop_recording()
+                await task
+            assert got >= 3 and receiver.complete
+        await camera.set_data_endpoint("")
+
+    asyncio.run(run())

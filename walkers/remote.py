@@ -1,0 +1,312 @@
+"""The :class:`RemoteDirectoryWalker`: the Walker API over a ``ConcertWalker`` device
+(Tango class ``DirectoryWalker``, see :mod:`walkers.device`).
+
+Frames never pass through Tango: the device connects to an image stream and writes it.
+:meth:`RemoteDirectoryWalker.write_sequence` has it write the stream a camera sends to
+its ``data_endpoint`` (camera -> walker server directly); :meth:`Walker.create_writer`
+with a local producer streams the producer's frames to the device through an
+:class:`~concert_core.dataplane.ImageSender` this walker binds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import socket
+import threading
+from collections.abc import AsyncIterable, Coroutine, Iterable
+from typing import Any
+
+import tango
+import tango.asyncio
+
+from concert_core import errors as concert_errors
+from concert_core.dataplane import ImageSender, wire
+from concert_core.helpers import CommData
+from concert_core.remote.tango import concert_error, concert_state_of
+from walkers import base as walker_errors
+from walkers.base import LoggingHandlerCloser, PathError, StorageError, Walker
+
+LOG = logging.getLogger(__name__)
+#: How often the state of a writing device is polled (s).
+_POLL = 0.05
+
+
+def _error_from_status(status: str) -> Exception:
+    """The exception a FAULT status (``error: DataPlaneTimeout: ...``) stands for."""
+    head = status.strip().splitlines()[0] if status.strip() else status
+    _, _, rest = head.partition(":")
+    name, _, message = rest.strip().partition(":")
+    for module in (walker_errors, wire, concert_errors):
+        cls = getattr(module, name.strip(), None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            error = cls.__new__(cls)
+            Exception.__init__(error, f"remote walker: {message.strip()}")
+            return error
+    return StorageError(f"remote walker failed: {status.strip()}")
+
+
+async def _call(func: Any, *args: Any) -> Any:
+    """A blocking proxy call in a thread; a ``DevFailed`` becomes its concert error."""
+    try:
+        return await asyncio.to_thread(func, *args)
+    except tango.DevFailed as failure:
+        raise concert_error(failure) from None
+
+
+class RemoteDirectoryWalker(Walker):
+    """A walker whose directories and files live on the host of a walker device.
+
+    ``device`` is a Tango device name (or a ``tango.DeviceProxy``). ``dsetname``,
+    ``writer_class`` (TIFF or HDF5), ``start_index`` and ``bytes_per_file`` are written
+    to the device when given. ``endpoint`` is where :meth:`create_writer` binds its
+    sender for local producers; a wildcard host (``tcp://*:0``) advertises this host's
+    name to the device. ``timeout`` bounds each Tango call.
+    """
+
+    async def __ainit__(
+        self,
+        device: str | tango.DeviceProxy,
+        dsetname: str | None = None,
+        writer_class: str | None = None,
+        start_index: int | None = None,
+        bytes_per_file: int | None = None,
+        endpoint: str = "tcp://127.0.0.1:0",
+        timeout: float = 3.0,
+    ) -> None:
+        proxy = device if isinstance(device, tango.DeviceProxy) else None
+        if proxy is None:
+            try:
+                proxy = await asyncio.to_thread(tango.DeviceProxy, device)
+            except tango.DevFailed as failure:
+                raise concert_error(failure) from None
+        proxy.set_timeout_millis(int(timeout * 1000))
+        self.device = proxy
+        self.endpoint = endpoint
+        self._starting = asyncio.Lock()
+        root = (await _call(proxy.get_property, "root"))["root"]
+        await super().__ainit__(root[0] if root else "", dsetname or "frame_{:>06}.tif")
+        for name, value in (("dsetname", dsetname), ("writer_class", writer_class),
+                            ("start_index", start_index), ("bytes_per_file", bytes_per_file)):
+            if value is not None:
+                await self.set_attribute(name, value)
+        self.dsetname = await self.get_attribute("dsetname")
+        self._current = await self.get_attribute("current")
+
+    # -- device attributes -------------------------------------------------------------
+    async def get_attribute(self, name: str) -> Any:
+        """Read attribute ``name`` of the device (``writer_class`` as its label)."""
+        reply = await _call(self.device.read_attribute, name)
+        if name == "writer_class":
+            labels = (await _call(self.device.get_attribute_config, name)).enum_labels
+            return labels[int(reply.value)]
+        return reply.value
+
+    async def set_attribute(self, name: str, value: Any) -> None:
+        """Write attribute ``name`` of the device (``writer_class`` by its label)."""
+        if name == "writer_class":
+            labels = list((await _call(self.device.get_attribute_config, name)).enum_labels)
+            if str(value).upper() not in labels:
+                raise concert_errors.SelectionError(
+                    f"writer_class {value!r} is not one of {labels}")
+            value = labels.index(str(value).upper())
+        await _call(self.device.write_attribute, name, value)
+
+    async def counters(self) -> dict[str, Any]:
+        """The device's counters of the current (or last) sequence and its error count."""
+        names = ["frames_received", "frames_written", "bytes_written", "write_rate", "errors"]
+        replies = await _call(self.device.read_attributes, names)
+        return {name: reply.value for name, reply in zip(names, replies, strict=True)}
+
+    # -- moving --------------------------------------------------------------------------
+    async def _descend(self, name: str) -> None:
+        self._current = await _call(self.device.command_inout, "Descend", name)
+
+    async def _ascend(self) -> None:
+        self._current = await _call(self.device.command_inout, "Ascend")
+
+    async def home(self) -> None:
+        """Return to the device's root."""
+        self._current = await _call(self.device.command_inout, "Home")
+
+    async def exists(self, *paths: str) -> bool:
+        """Whether ``paths`` joined below the current directory exist on the device."""
+        _check_strings(*paths)
+        return bool(await _call(self.device.command_inout, "Exists", "/".join(paths)))
+
+    # -- writing -------------------------------------------------------------------------
+    async def write_sequence(
+        self, endpoint: str | CommData, name: str | None = None, dsetname: str | None = None
+    ) -> int:
+        """Have the device write the stream at ``endpoint`` (e.g. a camera's
+        ``data_endpoint``) as ``dsetname`` here (in ``name`` if given) until its end;
+        return the number of frames written. Cancelling cancels the device's write."""
+        if isinstance(endpoint, CommData):
+            endpoint = endpoint.client_endpoint
+        wait = await self._start(endpoint, name, dsetname)
+        return await wait
+
+    async def _start(
+        self, endpoint: str, name: str | None, dsetname: str | None
+    ) -> Coroutine[Any, Any, int]:
+        """Start WriteSequence at the right place; return the coroutine awaiting its end."""
+        async with self._starting:  # dsetname and WriteSequence belong together
+            if name is not None:
+                await self.descend(name)
+            try:
+                wanted = dsetname or self.dsetname
+                if await self.get_attribute("dsetname") != wanted:
+                    await self.set_attribute("dsetname", wanted)
+                await _call(self.device.command_inout, "WriteSequence", endpoint)
+            finally:
+                if name is not None:
+                    await self.ascend()
+        return self._wait_written()
+
+    async def _wait_written(self) -> int:
+        try:
+            while True:
+                state, status = await _call(self.device.read_attributes, ["State", "Status"])
+                if state.value != tango.DevState.RUNNING:
+                    break
+                await asyncio.sleep(_POLL)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(_call(self.device.command_inout, "Cancel"))
+            raise
+        if state.value == tango.DevState.FAULT or concert_state_of(status.value) == "error":
+            raise _error_from_status(status.value)
+        counters = await self.counters()
+        self.frames_written += counters["frames_written"]
+        self.bytes_written += counters["bytes_written"]
+        self.sequences_written += 1
+        return int(counters["frames_written"])
+
+    async def _create_writer(
+        self, producer: AsyncIterable[Any] | Iterable[Any], dsetname: str
+    ) -> Coroutine[Any, Any, int]:
+        if isinstance(producer, (str, CommData)):
+            return await self._start(resolve(producer), None, dsetname)
+        sender = ImageSender(self.endpoint)
+        try:
+            wait = await self._start(advertised(sender.endpoint), None, dsetname)
+        except BaseException:
+            sender.close(linger=0)
+            raise
+
+        async def write() -> int:
+            try:
+                try:
+                    if hasattr(producer, "__aiter__"):
+                        async for frame in producer:
+                            await sender.send(frame)
+                    else:
+                        for frame in producer:
+                            await sender.send(frame)
+                    await sender.end()
+                except BaseException:
+                    sender.restart()
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(_call(self.device.command_inout, "Cancel"))
+                    wait.close()
+                    raise
+                return await wait
+            finally:
+                sender.close()
+
+        return write()
+
+    # -- logs ----------------------------------------------------------------------------
+    async def log_to_json(self, payload: Any, filename: str = "experiment.json") -> None:
+        """Store ``payload`` (JSON text, or an object serialised to JSON) as ``filename``
+        in the device's current directory."""
+        if not isinstance(payload, str):
+            payload = json.dumps(payload, indent=2)
+        _check_strings(payload, filename)
+        await _call(self.device.command_inout, "LogToJson", [payload, filename])
+
+    async def register_logger(
+        self, logger_name: str, log_level: int, file_name: str
+    ) -> LoggingHandlerCloser:
+        """Send the records of the local logger ``logger_name`` at ``log_level`` and above
+        to ``file_name`` in the device's current directory; return the closer."""
+        _check_strings(logger_name, file_name)
+        handler_id = await _call(self.device.command_inout, "RegisterLogger",
+                                 [logger_name, str(int(log_level)), file_name])
+        handler = _RemoteHandler(self.device.dev_name(), handler_id, log_level)
+        logger = logging.getLogger(logger_name)
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > log_level:
+            logger.setLevel(log_level)
+
+        def close() -> None:
+            logger.removeHandler(handler)
+            handler.close()
+
+        return LoggingHandlerCloser(close)
+
+
+class _RemoteHandler(logging.Handler):
+    """Forwards records to the device's ``Log`` command from a thread of its own (a
+    record is never sent from the thread that logs it, so logging never blocks)."""
+
+    def __init__(self, device: str, handler_id: str, level: int) -> None:
+        super().__init__(level)
+        self.device, self.handler_id = device, handler_id
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"log-{handler_id}", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._queue.put((record.levelno, self.format(record)))
+        except Exception:
+            self.handleError(record)
+
+    def _run(self) -> None:
+        proxy = None
+        with tango.EnsureOmniThread():
+            while (item := self._queue.get()) is not None:
+                try:
+                    proxy = proxy or tango.DeviceProxy(self.device)
+                    proxy.command_inout("Log", [self.handler_id, str(item[0]), item[1]])
+                except tango.DevFailed as failure:
+                    LOG.debug("remote log record lost: %s", failure.args[0].desc)
+            with contextlib.suppress(tango.DevFailed):
+                (proxy or tango.DeviceProxy(self.device)).command_inout(
+                    "DeregisterLogger", self.handler_id)
+
+    def close(self) -> None:
+        """Send what is queued, close the remote log file and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(10)
+        super().close()
+
+
+def _check_strings(*texts: str) -> None:
+    """Refuse a NUL here: a Tango string would silently end at it."""
+    for text in texts:
+        if "\0" in text:
+            raise PathError(f"{text!r} contains NUL")
+
+
+def resolve(endpoint: str | CommData) -> str:
+    """The endpoint a device connects to for ``endpoint``."""
+    return endpoint.client_endpoint if isinstance(endpoint, CommData) else endpoint
+
+
+def advertised(endpoint: str) -> str:
+    """``endpoint`` as another host reaches it (a wildcard host becomes this host's name)."""
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[6:].rpartition(":")
+        if host in ("*", "0.0.0.0", "[::]", "::"):
+            return f"tcp://{socket.getfqdn()}:{port}"
+    return endpoint
+
+
+__all__ = ["RemoteDirectoryWalker"]
