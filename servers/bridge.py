@@ -39,7 +39,7 @@ from servers.mapping import (
     COMMAND_TYPES,
     attribute_type,
     encode_result,
-    limit_text,
+    limit_texts,
     parse_limit_text,
     tango_state,
     throw,
@@ -70,6 +70,8 @@ class Mirror:
     target: Any = None
     stamp: float = 0.0
     limits: tuple[float | None, float | None] = (None, None)
+    echoes: list = field(default_factory=list)  # limits we pushed, not yet seen as events
+    requested: tuple | None = None  # the limits a client set last (already in its config)
     unsubscribers: list = field(default_factory=list)
 
     def to_tango(self, value: Any) -> Any:
@@ -164,7 +166,12 @@ class ConcertDevice(Device):
         implementation = self.concert_class or self.published.default
         cls = check_device_config(self.get_name(), self.family, implementation,
                                   self.concert_args)
-        self.concert = await cls(**parse_args(cls, self.concert_args))
+        arguments = parse_args(cls, self.concert_args)
+        for name in getattr(self.family, "tango_properties", {}):
+            value = getattr(self, name, None)  # a family-declared device property
+            if value is not None:
+                arguments[name] = value
+        self.concert = await cls(**arguments)
         initial = {}
         for value in self.concert:
             current = target = None
@@ -236,18 +243,19 @@ class ConcertDevice(Device):
             properties.set_unit(value.symbol)
             properties.set_standard_unit(value.symbol)
             properties.set_display_unit(value.symbol)
-            lower, upper = limits
-            if lower is not None:
-                properties.set_min_value(limit_text(lower))
-            if upper is not None:
-                properties.set_max_value(limit_text(upper))
-            mirror.limits = (None if lower is None else float(lower.magnitude),
-                             None if upper is None else float(upper.magnitude))
+            low, high = limit_texts(*limits)
+            if limits[0] is not None:
+                properties.set_min_value(low)
+            if limits[1] is not None:
+                properties.set_max_value(high)
+            mirror.limits = (parse_limit_text(low), parse_limit_text(high))
         if labels is not None:
             properties.set_enum_labels(labels)
         attr.set_default_properties(properties)
         self.add_attribute(attr, self._read_attribute if value.readable else None,
                            self._write_attribute if value.writable else None)
+        if unit is not None:
+            self._own_limits(value.name, limits)
         self.set_change_event(value.name, True, False)
         self.set_archive_event(value.name, True, False)
         if current is not None:
@@ -256,6 +264,29 @@ class ConcertDevice(Device):
         if target is not None:
             mirror.target = mirror.to_tango(target)
         self._mirrors[value.name] = mirror
+
+    def _own_limits(self, name: str, limits: tuple) -> None:
+        """Devices of one class share the attribute's default properties (those of the
+        first device that added it): set this device's own limits on its attribute, unless
+        its database configuration has min/max (those become the user limits, see
+        :meth:`_watch_attribute_config`)."""
+        try:
+            database = tango.Util.instance().get_database()
+            stored = database.get_device_attribute_property(self.get_name(), [name])
+            stored = {key for key, values in stored.get(name, {}).items() if list(values)}
+        except tango.DevFailed:
+            stored = set()
+        attribute = self.get_device_attr().get_attr_by_name(name)
+        properties = attribute.get_properties()
+        low, high = limit_texts(*limits)
+        if "min_value" not in stored:
+            properties.min_value = low
+        if "max_value" not in stored:
+            properties.max_value = high
+        try:
+            attribute.set_properties(properties)
+        except tango.DevFailed as error:
+            LOG.warning("%s: limits of %s: %s", self.get_name(), name, error.args[0].desc)
 
     def _read_attribute(self, attr: tango.Attribute) -> None:
         mirror = self._mirrors[attr.get_name()]
@@ -366,18 +397,23 @@ class ConcertDevice(Device):
         mirror = self._mirrors.get(value.name)
         if mirror is None:
             return
-        lower, upper = await value.get_limits()
-        mirror.limits = (None if lower is None else float(lower.magnitude),
-                         None if upper is None else float(upper.magnitude))
-        self._pusher.put(lambda: self._push_limits(mirror.name, lower, upper))
+        low, high = limit_texts(*await value.get_limits())
+        mirror.limits = (parse_limit_text(low), parse_limit_text(high))
+        if mirror.limits == mirror.requested:
+            return  # the client's configuration shows them; a push could undo a newer one
+        mirror.requested = None
+        self._pusher.put(lambda: self._push_limits(mirror.name, low, high))
 
-    def _push_limits(self, name: str, lower: Any, upper: Any) -> None:
+    def _push_limits(self, name: str, low: str, high: str) -> None:
         if not self._alive:
             return
+        mirror = self._mirrors.get(name)
+        if mirror is not None:
+            mirror.echoes.append((parse_limit_text(low), parse_limit_text(high)))
         attribute = self.get_device_attr().get_attr_by_name(name)
         properties = attribute.get_properties()
-        properties.min_value = limit_text(lower)
-        properties.max_value = limit_text(upper)
+        properties.min_value = low
+        properties.max_value = high
         attribute.set_properties(properties)
 
     # -- limits written by clients (Jive's attribute configuration) ---------------------
@@ -387,7 +423,13 @@ class ConcertDevice(Device):
         or reverted (with the reason in Status) when the limits are locked."""
         with tango.EnsureOmniThread():
             deadline = time.monotonic() + 60
+            util = tango.Util.instance()
             while self._alive and time.monotonic() < deadline:
+                # A subscription made while the server is still starting leaves its ZMQ
+                # event endpoint empty, and every later subscription fails (API_ZmqFailed).
+                if util.is_svr_starting():
+                    time.sleep(0.05)
+                    continue
                 try:
                     proxy = tango.DeviceProxy(self.get_name())
                     proxy.ping()
@@ -418,6 +460,11 @@ class ConcertDevice(Device):
                       parse_limit_text(event.attr_conf.max_value))
         except ValueError:
             return
+        if wanted in mirror.echoes:
+            # Our own push coming back, maybe after a newer client change: not a request
+            # (taking it would undo that change).
+            del mirror.echoes[:mirror.echoes.index(wanted) + 1]
+            return
         if wanted != mirror.limits:
             self._loop.submit(self._take_client_limits(mirror, *wanted))
 
@@ -427,6 +474,7 @@ class ConcertDevice(Device):
         assert isinstance(value, QuantityValue)
         new_lower = None if lower is None else lower * mirror.unit
         new_upper = None if upper is None else upper * mirror.unit
+        mirror.requested = (lower, upper)
         try:
             current_upper = await value.get_upper()
             if new_lower is not None and current_upper is not None and new_lower > current_upper:
@@ -437,6 +485,7 @@ class ConcertDevice(Device):
                 await value.set_upper(new_upper)
             self._note = ""
         except Exception as error:
+            mirror.requested = None
             self._note = (f"{type(error).__name__}: client limits [{lower}, {upper}] for "
                           f"{mirror.name} refused: {error}")
             await self._limits_changed(value)  # put the device's limits back
@@ -618,6 +667,11 @@ def tango_class(published: Published) -> type:
     }
     for name, spec in specs.items():
         namespace[name] = _make_command(spec, family)
+    # ``tango_properties = {"root": str}`` on the family: device properties, passed to the
+    # constructor as keyword arguments (they override concert_args).
+    for name, dtype in getattr(family, "tango_properties", {}).items():
+        namespace[name] = device_property(
+            dtype=dtype, doc=f"{name}: constructor argument of the concert device")
     return types.new_class(published.tango_class, (ConcertDevice,),
                            exec_body=lambda ns: ns.update(namespace))
 

@@ -53,6 +53,8 @@ SERVERS: dict[str, list[Published]] = {
     "ConcertDetector": _pair("detectors", "Detector"),
     "ConcertWalker": [Published("walkers.device:WalkerDevice", "walkers.device:WalkerDevice",
                                 "DirectoryWalker")],
+    "ConcertDirector": [Published("experiments.director_device:ExperimentDirector",
+                                  "experiments.director_device:ExperimentDirector")],
 }
 
 

@@ -223,7 +223,12 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
     ):
         LOG.info("%s.%s not published: several array arguments", cls.__name__, name)
         return None
-    result, result_unit = _kind_of(hints.get("return", type(None)))
+    result_hint = hints.get("return", type(None))
+    result, result_unit = _kind_of(result_hint)
+    if result is Kind.JSON and (get_origin(result_hint) or result_hint) is not dict:
+        # e.g. grab() -> ImageWithMetadata: frames travel over ZMQ, never as a command result
+        LOG.info("%s.%s not published: its result has no Tango type", cls.__name__, name)
+        return None
     doc = inspect.getdoc(member) or ""
     return CommandSpec(
         method=name,

@@ -46,6 +46,7 @@ ConcertAttenuatorBox = _entry("ConcertAttenuatorBox")
 ConcertLensChanger = _entry("ConcertLensChanger")
 ConcertDetector = _entry("ConcertDetector")
 ConcertWalker = _entry("ConcertWalker")
+ConcertDirector = _entry("ConcertDirector")
 
 assert set(SERVERS) <= set(globals()), "every server family needs an entry point"
 

@@ -110,6 +110,20 @@ def limit_text(limit: pint.Quantity | None) -> str:
     return "Not specified" if limit is None else repr(float(limit.magnitude))
 
 
+def limit_texts(lower: pint.Quantity | None, upper: pint.Quantity | None) -> tuple[str, str]:
+    """Soft limits as Tango's ``(min_value, max_value)`` texts.
+
+    Tango refuses ``min_value >= max_value``; a one-point interval (e.g. a camera ROI
+    offset whose width fills the sensor) gets its maximum just above the minimum, so the
+    one allowed value stays writable.
+    """
+    low, high = limit_text(lower), limit_text(upper)
+    if lower is not None and upper is not None and \
+            float(lower.magnitude) >= float(upper.magnitude):
+        high = repr(float(np.nextafter(float(lower.magnitude), math.inf)))
+    return low, high
+
+
 def parse_limit_text(text: str) -> float | None:
     text = (text or "").strip()
     if not text or text.lower() in ("not specified", "nan"):
@@ -150,6 +164,7 @@ __all__ = [
     "attribute_type",
     "encode_result",
     "limit_text",
+    "limit_texts",
     "parse_limit_text",
     "tango_state",
     "throw",

@@ -17,12 +17,13 @@ import inspect
 import logging
 import pkgutil
 import types
+import weakref
 from typing import Any
 
 import numpy as np
 import pint
 import tango
-import tango.asyncio
+from tango.asyncio_executor import AsyncioExecutor
 
 import concert_core.devices
 from concert_core import errors
@@ -30,7 +31,7 @@ from concert_core.arguments import argument_units
 from concert_core.devices.base import Device
 from concert_core.parameter import Parameter, Quantity, Selection
 from concert_core.quantities import parse_unit
-from concert_core.state import State
+from concert_core.state import ANY, State
 
 LOG = logging.getLogger(__name__)
 
@@ -128,13 +129,16 @@ class RemoteDevice(Device):
         state, status = await _call(self.proxy.read_attributes(["State", "Status"]))
         return state.value, status.value
 
-    async def wait_idle(self, timeout: float | None = None) -> None:
-        """Wait until the device leaves MOVING/RUNNING; raise if it ended in ALARM/FAULT."""
+    async def wait_idle(self, timeout: float | None = None,
+                        targets: frozenset[str] | None = None) -> None:
+        """Wait until the device leaves MOVING/RUNNING (or reaches one of the concert states
+        ``targets``, e.g. ``recording`` after ``start_recording``); raise if it ended in
+        ALARM/FAULT."""
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
             self._state_changed.clear()
             state, status = await self._remote_state()
-            if state not in BUSY:
+            if state not in BUSY or (targets and concert_state_of(status) in targets):
                 break
             wait = 0.5 if deadline is None else min(0.5, deadline - asyncio.get_running_loop()
                                                      .time())
@@ -149,11 +153,11 @@ class RemoteDevice(Device):
         if state == tango.DevState.FAULT:
             raise errors.StateError("error", status)
 
-    async def _run_long(self, start: Any) -> Any:
+    async def _run_long(self, start: Any, targets: frozenset[str] | None = None) -> Any:
         """Issue a call that starts an operation and wait for its end (Stop if cancelled)."""
         result = await _call(start)
         try:
-            await self.wait_idle()
+            await self.wait_idle(targets=targets)
         except asyncio.CancelledError:
             await asyncio.shield(_call(self.proxy.command_inout("Stop")))
             raise
@@ -263,6 +267,11 @@ async def _set_limit(device: RemoteDevice, name: str, which: str, value: Any,
 
 def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
     units = argument_units(method) if method is not None else {}
+    # The concert states the method ends in (its @check): an operation that ends in a busy
+    # state (start_recording -> recording) is complete once that state is reached.
+    checked = getattr(method, "__concert_check__", None)
+    targets = frozenset(checked.targets) if checked is not None \
+        and ANY not in checked.targets else None
     names = [name for name in inspect.signature(method).parameters][1:] if method else []
 
     async def call(device: RemoteDevice, *args: Any, **kwargs: Any) -> Any:
@@ -276,13 +285,18 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
                     continue
                 value = bound[name]
                 if name in units:
-                    value = float(value.to(units[name].unit(device)).magnitude)
+                    unit = units[name].unit(device)
+                    try:
+                        value = float(value.to(unit).magnitude)
+                    except (AttributeError, pint.DimensionalityError):  # as a local device
+                        raise errors.UnitError(
+                            f"{name}: {value!r} cannot be expressed in {unit:~}") from None
                 values.append(value)
         argin = values[0] if len(values) == 1 else (values or None)
         start = device.proxy.command_inout(command, argin) if argin is not None \
             else device.proxy.command_inout(command)
         if long:
-            return await device._run_long(start)
+            return await device._run_long(start, targets)
         return await _call(start)
 
     call.__name__ = method.__name__ if method is not None else command
@@ -328,17 +342,39 @@ def _split_camel(name: str) -> list[str]:
     return [*parts, current] if current else parts
 
 
+_EXECUTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _executor() -> AsyncioExecutor:
+    """An asyncio executor of the running loop.
+
+    PyTango's global one stays bound to the first loop it saw, so a proxy made under a
+    later loop (a second ``asyncio.run``, a test's own loop) would fail with "Event loop is
+    closed".
+    """
+    loop = asyncio.get_running_loop()
+    executor = _EXECUTORS.get(loop)
+    if executor is None:
+        executor = _EXECUTORS[loop] = AsyncioExecutor(loop=loop)
+    return executor
+
+
 async def TangoDevice(name: str, timeout: float = 3.0) -> RemoteDevice:  # noqa: N802
     """Connect to the Tango device ``name`` and return it as a concert device."""
     try:
-        proxy = await tango.asyncio.DeviceProxy(name)
+        # Made in a thread, then switched to asyncio with an executor of this loop: the
+        # asyncio constructor would run on PyTango's global executor (see _executor).
+        proxy = await asyncio.to_thread(tango.DeviceProxy, name,
+                                        green_mode=tango.GreenMode.Synchronous,
+                                        asyncio_executor=_executor())
+        proxy.set_green_mode(tango.GreenMode.Asyncio)
         proxy.set_timeout_millis(int(timeout * 1000))
     except tango.DevFailed as failure:
         raise concert_error(failure) from None
 
     def describe() -> tuple:
         names = [attr for attr in proxy.get_attribute_list() if attr not in ("State", "Status")]
-        return (proxy.info(), proxy.get_attribute_config(names) if names else [],
+        return (proxy.info(), proxy.get_attribute_config_ex(names) if names else [],
                 [cmd.cmd_name for cmd in proxy.command_list_query()])
 
     info, configs, commands = await _blocking(describe)
