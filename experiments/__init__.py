@@ -16,6 +16,7 @@ from experiments.addons import (
     OnlineReconstructionError,
     PhaseGratingSteppingFourierProcessing,
     ReconstructionArgs,
+    RemoteImageWriter,
 )
 from experiments.base import Acquisition, Experiment
 from experiments.control import ClosedLoop, DummyLoop
@@ -55,6 +56,7 @@ __all__ = [
     "PhaseGratingSteppingFourierProcessing",
     "Radiography",
     "ReconstructionArgs",
+    "RemoteImageWriter",
     "SteppedSpiralTomography",
     "SteppedTomography",
     "Tomography",

@@ -6,6 +6,8 @@ second attachment of an attached addon is refused with :class:`AddonError`.
 * :class:`Consumer` feeds any coroutine consumer (a viewer, a sink) with the data;
 * :class:`ImageWriter` writes the frames of each acquisition through a walker, into an
   entry named after the acquisition (``scan_0001/darks/...``);
+* :class:`RemoteImageWriter` has the camera send the frames straight to a remote walker
+  server (camera server -> walker server over ZMQ);
 * :class:`Accumulator` keeps the frames in memory;
 * :class:`OnlineReconstruction` reconstructs selected slices by filtered back-projection
   while the projections arrive;
@@ -28,7 +30,8 @@ from concert_core.coroutines.sinks import Accumulate
 from concert_core.errors import ConcertError
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
-from experiments.base import Acquisition, Experiment
+from experiments.base import Acquisition, Experiment, jsonable
+from walkers.base import StorageError
 
 
 class AddonError(ConcertError):
@@ -120,6 +123,114 @@ class ImageWriter(Addon):
             count = await writer
             self.written[acquisition.name] = count
             return count
+
+        return write
+
+
+class RemoteImageWriter(Addon):
+    """Writes the frames of every acquisition of an imaging ``experiment`` with a remote
+    ``walker`` (:class:`~walkers.remote.RemoteDirectoryWalker`), the frames going from the
+    camera straight to the walker server: the camera sends them to its ``data_endpoint``
+    (set to ``endpoint`` if empty) and the walker's ``WriteSequence`` connects there.
+
+    While attached, the experiment's producers yield frame tokens (empty arrays with the
+    frame's metadata) instead of frames, so other frame consumers (an online
+    reconstruction, an accumulator) see no pixels. The metadata the experiment adds
+    (rotation angle, ring current, ...) are stored as ``<acquisition>_metadata.json`` next
+    to the data set; the walker stores the camera's own per-frame metadata with the frames.
+    TIFF: one directory per acquisition, files named by ``dsetname``
+    (``scan_0001/darks/frame_000000.tif``); HDF5: one file per acquisition
+    (``scan_0001/darks.h5``, data set ``darks``).
+    """
+
+    def __init__(self, experiment: Any, walker: Any, endpoint: str = "tcp://127.0.0.1:0",
+                 dsetname: str = "frame_{:>06}.tif") -> None:
+        self.experiment = experiment
+        self.walker = walker
+        self.dsetname = dsetname
+        self.camera = experiment._camera
+        self.endpoint = endpoint
+        #: Frames written per acquisition name in the last run.
+        self.written: dict[str, int] = {}
+        #: The experiment's metadata of every frame, per acquisition name (last run).
+        self.metadata: dict[str, list[dict[str, Any]]] = {}
+        self._lock: asyncio.Lock | None = None
+        super().__init__(experiment.acquisitions)
+
+    def attach(self) -> None:
+        """Attach, and have the experiment's camera send its frames itself."""
+        current = getattr(self.experiment, "direct_writer", None)
+        if current is not None and current is not self:
+            raise AddonError("another RemoteImageWriter is attached to this experiment")
+        super().attach()
+        self.experiment.direct_writer = self
+
+    def detach(self) -> None:
+        """Detach; the experiment grabs its frames again."""
+        super().detach()
+        if self.experiment.direct_writer is self:
+            self.experiment.direct_writer = None
+
+    async def data_endpoint(self) -> str:
+        """The camera's data endpoint (bound at ``endpoint`` first if it has none)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            current = await self.camera.get_data_endpoint()
+            if not current:
+                await self.camera.set_data_endpoint(self.endpoint)
+                current = await self.camera.get_data_endpoint()
+            return current
+
+    def _walker_name(self) -> str:
+        device = getattr(self.walker, "device", None)
+        return device.dev_name() if hasattr(device, "dev_name") else str(self.walker.root)
+
+    async def _hdf5(self) -> bool:
+        get = getattr(self.walker, "get_attribute", None)
+        return get is not None and str(await get("writer_class")).upper() == "HDF5"
+
+    def _make_consumer(self, acquisition: Acquisition) -> Callable:
+        name = acquisition.name
+
+        async def write(producer: AsyncIterator[Any]) -> int:
+            endpoint = await self.data_endpoint()
+            hdf5 = await self._hdf5()
+            async with self.walker:
+                writer = await self.walker.create_writer(
+                    endpoint, name=None if hdf5 else name,
+                    dsetname=f"{name}.h5" if hdf5 else self.dsetname)
+            metadata: list[dict[str, Any]] = []
+
+            async def drain() -> None:
+                async for token in producer:
+                    metadata.append(dict(getattr(token, "metadata", None) or {}))
+
+            writing = asyncio.ensure_future(writer)
+            draining = asyncio.ensure_future(drain())
+            try:
+                done, _ = await asyncio.wait({writing, draining},
+                                             return_when=asyncio.FIRST_EXCEPTION)
+                if writing in done and writing.exception() is not None:
+                    error = writing.exception()
+                    raise StorageError(f"walker {self._walker_name()}: {type(error).__name__}: "
+                                       f"{error}") from error
+                for task in done:
+                    task.result()
+                written = await writing
+                await draining
+            except BaseException:
+                for task in (writing, draining):
+                    task.cancel()
+                await asyncio.gather(writing, draining, return_exceptions=True)
+                raise
+            self.written[name] = written
+            self.metadata[name] = metadata
+            async with self.walker:
+                await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
+            if written != len(metadata):
+                raise AddonError(f"{name}: {len(metadata)} frames taken, {written} written")
+            return written
 
         return write
 
@@ -503,5 +614,6 @@ __all__ = [
     "OnlineReconstructionError",
     "PhaseGratingSteppingFourierProcessing",
     "ReconstructionArgs",
+    "RemoteImageWriter",
     "ramp_filter",
 ]

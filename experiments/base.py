@@ -258,6 +258,9 @@ class Experiment(Parameterizable):
         self.ready_to_prepare_next_sample = asyncio.Event()
         #: The logger whose records go to the per-run log file.
         self.log = self.logger
+        #: Awaited with the name of each acquisition before it starts (a director pauses
+        #: there); ``None``: nothing.
+        self.before_acquisition: Callable[[str], Awaitable[Any]] | None = None
         for acquisition in acquisitions:
             self.add(acquisition)
 
@@ -319,6 +322,8 @@ class Experiment(Parameterizable):
     async def acquire(self) -> None:
         """Run the acquisitions in order (override for more elaborate schemes)."""
         for acquisition in list(self._acquisitions):
+            if self.before_acquisition is not None:
+                await self.before_acquisition(acquisition.name)
             self._current_acquisition = acquisition.name
             self.log.info("acquisition %s started", acquisition.name)
             await acquisition()

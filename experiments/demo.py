@@ -1,9 +1,13 @@
-"""The main job of ``make demo``: a simulated beamline on a real Tango database.
+"""The main job of ``make demo`` / ``concert demo``: a stepped tomography on a simulated
+beamline, run by the director server.
 
-It starts the embedded Tango database and the motor, shutter and storage-ring servers,
-drives them from Python as remote concert devices, records a stepped rotation series
-with a (local, simulated) camera whose frames carry the angle and the ring current, writes
-them to HDF5 under ``./demo-data/``, prints a summary and stops everything it started.
+It brings a simulated beamline up on an embedded Tango database (``servers.beamline.up``
+with a demo beamline file: fast motors, a shutter, a storage ring, a camera, the walker
+server writing below ``--output`` and the director server ``concert/director/1``), starts
+the director and follows its ``frames_done`` attribute by change events with a progress
+bar. The frames go from the camera server straight to the walker server over ZMQ. Then it
+reconstructs the middle slice with the online-reconstruction addon from the written data,
+prints a summary and brings the beamline down.
 """
 
 from __future__ import annotations
@@ -15,114 +19,207 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
-import h5py
 import numpy as np
+import tango
 from tqdm import tqdm
 
-from concert_core.devices.cameras.dummy import Camera
+from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
-from concert_core.remote import TangoDevice
-from servers.database import EmbeddedDatabase
-from servers.process import register_server, start_server
+from experiments.addons import OnlineReconstruction
+from experiments.base import Acquisition, Experiment
+from servers import beamline
+from servers.database import free_port
+from walkers import DirectoryWalker, read_image
 
-SERVERS = [
-    ("ConcertMotor", "LinearMotor", "concert/motor/flat", {}),
-    ("ConcertMotor", "ContinuousRotationMotor", "concert/motor/tomo",
-     {"speed": "720 deg/s"}),
-    ("ConcertShutter", "Shutter", "concert/shutter/1", {}),
-    ("ConcertStorageRing", "StorageRing", "concert/ring/1", {}),
-]
+DIRECTOR = "concert/director/1"
+WALKER = "concert/walker/1"
 
 
-def start_beamline(state: Path) -> tuple[EmbeddedDatabase, list]:
-    database = EmbeddedDatabase(state).start()
-    os.environ["TANGO_HOST"] = database.tango_host
-    db = database.database()
-    by_server: dict[str, list[str]] = {}
-    for server, tango_class, device, args in SERVERS:
-        register_server(db, server, "demo", tango_class, [device],
-                        {device: {"concert_args": [json.dumps(args)]}})
-        by_server.setdefault(server, []).append(device)
-    bin_dir = Path(sys.executable).parent
-    processes = []
+def beamline_config(output: Path, size: int, parameters: dict[str, Any], file_format: str,
+                    exposure: str) -> dict[str, Any]:
+    """The demo's beamline file (dsconfig JSON)."""
+    def device(args: dict[str, Any], **properties: str) -> dict[str, Any]:
+        props = {"concert_args": [json.dumps(args)]}
+        props.update({name: [value] for name, value in properties.items()})
+        return {"properties": props}
+
+    director = {
+        "experiment_type": "SteppedTomography", "walker": WALKER,
+        "camera": "concert/camera/1", "flat_motor": "concert/motor/flat",
+        "tomography_motor": "concert/motor/tomo", "shutter": "concert/shutter/1",
+        "storage_ring": "concert/ring/1", "parameters": json.dumps(parameters)}
+    walker_args = {"writer_class": file_format.upper(), "stream_timeout": "30 s"}
+    return {"servers": {
+        "ConcertMotor": {"demo": {
+            "LinearMotor": {"concert/motor/flat": device({"speed": "1000 mm/s"})},
+            "ContinuousRotationMotor": {
+                "concert/motor/tomo": device({"speed": "36000 deg/s"})}}},
+        "ConcertCamera": {"demo": {"Camera": {"concert/camera/1": device(
+            {"width": size, "height": size, "exposure_time": exposure,
+             "frame_rate": "1000 1/s"})}}},
+        "ConcertShutter": {"demo": {"Shutter": {
+            "concert/shutter/1": device({"motion_time": "5 ms"})}}},
+        "ConcertStorageRing": {"demo": {"StorageRing": {"concert/ring/1": device({})}}},
+        "ConcertWalker": {"demo": {"DirectoryWalker": {
+            WALKER: device(walker_args, root=str(output.resolve()))}}},
+        "ConcertDirector": {"demo": {"ExperimentDirector": {
+            DIRECTOR: device({}, **director)}}},
+    }}
+
+
+def run_director(tango_host: str, total: int, quiet: bool = False) -> tuple[float, str]:
+    """Start the director, follow ``frames_done`` with a progress bar; return the run's
+    seconds and the walker entry of the run."""
+    # the full name: a process that used another database before keeps it as its default
+    director = tango.DeviceProxy(f"tango://{tango_host}/{DIRECTOR}")
+    director.set_timeout_millis(10000)
+    done = threading.Event()
+    bar = tqdm(total=total, unit="frame", desc="tomography", disable=quiet)
+
+    def on_frames(event: tango.EventData) -> None:
+        if not event.err and event.attr_value is not None:
+            bar.n = int(event.attr_value.value)
+            bar.refresh()
+
+    def on_state(event: tango.EventData) -> None:
+        if not event.err and event.attr_value is not None \
+                and event.attr_value.value != tango.DevState.RUNNING and started.is_set():
+            done.set()
+
+    started = threading.Event()
+    ids = [director.subscribe_event("frames_done", tango.EventType.CHANGE_EVENT, on_frames),
+           director.subscribe_event("State", tango.EventType.CHANGE_EVENT, on_state)]
     try:
-        for server, devices in by_server.items():
-            processes.append(start_server([str(bin_dir / server), "demo"], database.tango_host,
-                                          devices, state / f"{server}.log"))
-    except Exception:
-        for process in processes:
-            process.stop()
-        database.stop()
-        raise
-    return database, processes
+        began = time.perf_counter()
+        director.command_inout("Start")
+        started.set()
+        while not done.wait(0.5):  # events drive the bar; the poll is only a safety net
+            if director.state() != tango.DevState.RUNNING:
+                break
+        seconds = time.perf_counter() - began
+        bar.n = int(director.read_attribute("frames_done").value)
+        bar.refresh()
+    finally:
+        bar.close()
+        for event_id in ids:
+            director.unsubscribe_event(event_id)
+    if director.state() != tango.DevState.ON:
+        raise RuntimeError(f"the director failed: {director.status()}")
+    return seconds, director.read_attribute("current_name").value
 
 
-async def acquire(output: Path, projections: int, size: int) -> dict:
-    flat = await TangoDevice("concert/motor/flat")
-    tomo = await TangoDevice("concert/motor/tomo")
-    shutter = await TangoDevice("concert/shutter/1")
-    ring = await TangoDevice("concert/ring/1")
-    camera = await Camera(width=size, height=size)
-    await camera.set_exposure_time(5 * q.ms)
-    await camera.set_frame_rate(1000 / q.s)
-    began = time.perf_counter()
-    angles = np.linspace(0, 180, projections, endpoint=False) * q.deg
-    frames = output / "projections.h5"
-    with h5py.File(frames, "w") as h5:
-        data = h5.create_dataset("projections", (projections, size, size), dtype="uint16",
-                                 chunks=(1, size, size))
-        meta = h5.create_dataset("metadata", (projections,), dtype=h5py.string_dtype())
-        await flat.set_position(0 * q.mm)
-        await shutter.open()
-        try:
-            async with camera.recording():
-                for index, angle in enumerate(tqdm(angles, desc="projections", unit="frame")):
-                    await tomo.set_position(angle)
-                    frame = await camera.grab()
-                    current = await ring.get_current()
-                    frame.metadata.update(angle_deg=float(angle.magnitude),
-                                          ring_current_mA=float(current.magnitude))
-                    await asyncio.to_thread(data.__setitem__, index, frame)
-                    meta[index] = json.dumps(frame.metadata)
-        finally:
-            await shutter.close()
-    elapsed = time.perf_counter() - began
-    for device in (flat, tomo, shutter, ring):
-        await device.disconnect()
-    return {"frames": projections, "bytes": projections * size * size * 2,
-            "seconds": elapsed, "file": frames}
+# -- reconstruction from the written data ---------------------------------------------------
+def _reader(scan: Path, name: str, file_format: str) -> Callable[[], AsyncIterator[Any]]:
+    metadata = json.loads((scan / f"{name}_metadata.json").read_text())
+
+    async def produce() -> AsyncIterator[Any]:
+        if file_format == "hdf5":
+            import h5py
+
+            with h5py.File(scan / f"{name}.h5", "r") as h5:
+                data = h5[name]
+                for index in range(data.shape[0]):
+                    frame = await asyncio.to_thread(data.__getitem__, index)
+                    yield ImageWithMetadata(frame, dict(metadata[index]))
+        else:
+            for index, path in enumerate(sorted((scan / name).glob("*.tif"))):
+                frame = await asyncio.to_thread(read_image, str(path))
+                yield ImageWithMetadata(np.asarray(frame), dict(metadata[index]))
+
+    return produce
+
+
+async def reconstruct(scan: Path, file_format: str, angular_range: float, row: int
+                      ) -> tuple[np.ndarray, Path]:
+    """Reconstruct ``row`` with :class:`OnlineReconstruction` fed from the written files;
+    the slice is written as TIFF to ``<scan>/online-slices``."""
+    acquisitions = [await Acquisition(name, _reader(scan, name, file_format))
+                    for name in ("darks", "flats", "radios")]
+    experiment = await Experiment(acquisitions, separate_scans=False)
+    walker = await DirectoryWalker(root=str(scan))
+    reco = OnlineReconstruction(experiment, {"slices": [row],
+                                             "overall_angle": angular_range * q.deg},
+                                walker=walker)
+    await experiment.run()
+    assert reco.slices is not None
+    return reco.slices[0], scan / reco.slice_directory
+
+
+def summarize(scan: Path, frames: int, seconds: float, slice_: np.ndarray, slices: Path,
+              file_format: str) -> None:
+    files = [path for path in scan.rglob("*") if path.is_file()]
+    data = [path for path in files if path.suffix in (".h5", ".tif")
+            and slices not in path.parents]
+    size = sum(path.stat().st_size for path in data)
+    print(f"\n{frames} frames, {size / 1e6:.1f} MB written in {seconds:.1f} s "
+          f"({size / 1e6 / seconds:.1f} MB/s, {frames / seconds:.1f} frames/s), "
+          "camera server -> walker server")
+    print(f"data: {scan}")
+    for path in sorted(data)[:3] if file_format == "hdf5" else [scan / "radios"]:
+        print(f"  {path.relative_to(scan)}")
+    print(f"reconstructed slice: {slices} ({slice_.shape[0]}x{slice_.shape[1]} float32, "
+          f"mean attenuation {float(np.mean(slice_)):.3g})")
+    if file_format == "hdf5":
+        print("open with: python -c \"import h5py; f = h5py.File('"
+              f"{scan / 'radios.h5'}'); print(f['radios'].shape, f['radios_metadata'][0])\"")
+    else:
+        print(f"open with: python -c \"import tifffile; print(tifffile.imread('"
+              f"{scan / 'radios' / 'frame_000000.tif'}').shape)\"")
+    print(f"per-frame metadata (angles, ring current): {scan / 'radios_metadata.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--projections", type=int, default=90)
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=int, default=1024, help="frame width and height")
+    parser.add_argument("--darks", type=int, default=20)
+    parser.add_argument("--flats", type=int, default=20)
+    parser.add_argument("--projections", type=int, default=360)
+    parser.add_argument("--angular-range", type=float, default=180.0, help="degrees")
+    parser.add_argument("--exposure", default="1 ms", help="camera exposure time")
+    parser.add_argument("--format", choices=("hdf5", "tiff"), default="hdf5")
     parser.add_argument("--output", type=Path, default=Path("demo-data"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     options = parser.parse_args(argv)
     options.output.mkdir(parents=True, exist_ok=True)
+    parameters = {"num_darks": options.darks, "num_flats": options.flats,
+                  "num_projections": options.projections,
+                  "angular_range": f"{options.angular_range} deg",
+                  "radio_position": "0 mm", "flat_position": "10 mm"}
     state = Path(tempfile.mkdtemp(prefix="concert-demo-"))
-    print(f"starting the embedded Tango database and servers (logs in {state})")
-    database, processes = start_beamline(state)
+    config = state / "demo-beamline.json"
+    config.write_text(json.dumps(beamline_config(options.output, options.size, parameters,
+                                                 options.format, options.exposure), indent=1))
+    tango_host = f"127.0.0.1:{free_port()}"
+    os.environ["TANGO_HOST"] = tango_host  # clients need it in their environment for events
+    print(f"bringing the simulated beamline up on TANGO_HOST={tango_host} (logs in {state})")
     try:
-        print(f"beamline up on TANGO_HOST={database.tango_host}: "
-              + ", ".join(device for _, _, device, _ in SERVERS))
-        summary = asyncio.run(acquire(options.output, options.projections, options.size))
+        report = beamline.up(config, state_dir=state, tango_host=tango_host)
+        if not report.ok:
+            raise RuntimeError("the beamline did not come up: " + "; ".join(report.problems))
+        print(f"beamline up in {report.seconds:.1f} s: "
+              + ", ".join(device.name for server in report.servers for device in server.devices))
+        total = options.darks + options.flats + options.projections
+        print(f"stepped tomography through {DIRECTOR}: {options.darks} darks, {options.flats} "
+              f"flats, {options.projections} projections of {options.size}x{options.size} "
+              f"over {options.angular_range:g} deg, {options.format.upper()}")
+        seconds, name = run_director(tango_host, total, options.quiet)
+        scan = options.output.resolve() / name
+        print(f"reconstructing row {options.size // 2} from the written data ...")
+        began = time.perf_counter()
+        slice_, slices = asyncio.run(reconstruct(scan, options.format, options.angular_range,
+                                                 options.size // 2))
+        print(f"reconstruction took {time.perf_counter() - began:.1f} s")
+        summarize(scan, total, seconds, slice_, slices, options.format)
     finally:
-        for process in processes:
-            process.stop()
-        database.stop()
+        beamline.down(state_dir=state, tango_host=tango_host)
+        print("beamline down")
     shutil.rmtree(state, ignore_errors=True)
-    mb = summary["bytes"] / 1e6
-    print(f"\n{summary['frames']} frames, {mb:.1f} MB in {summary['seconds']:.1f} s "
-          f"({mb / summary['seconds']:.1f} MB/s, {summary['frames'] / summary['seconds']:.1f} "
-          f"frames/s)")
-    print(f"written to {summary['file'].resolve()}")
-    print("open with: python -c \"import h5py; f = h5py.File('"
-          f"{summary['file']}'); print(f['projections'].shape, f['metadata'][0])\"")
-    print("beamline stopped")
     return 0
 
 

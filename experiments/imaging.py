@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pint
 
-from concert_core.devices.cameras.base import Camera
+from concert_core.devices.cameras.base import Camera, CameraError
 from concert_core.devices.motors.base import LinearMotor, RotationMotor
 from concert_core.helpers import ImageWithMetadata
 from concert_core.parameter import Parameter, Quantity
@@ -100,6 +100,47 @@ def tomo_max_speed(frame_width: Any, frame_rate: Any) -> pint.Quantity:
     return (tomo_angular_step(frame_width) * frame_rate).to(q.deg / q.s)
 
 
+#: Frames a camera sending them itself may lag behind the triggers.
+_MAX_AHEAD = 16
+
+
+async def _until_recording(camera: Camera, sending: asyncio.Future, timeout: float = 5.0) -> None:
+    """Wait until ``grab_send`` has the camera recording (raise its error if it failed)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await camera.get_state() != "recording":
+        if sending.done():
+            sending.result()
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"the camera did not start recording within {timeout} s")
+        await asyncio.sleep(0.005)
+
+
+def _camera_error(camera: Camera, sending: asyncio.Future | None, error: Exception
+                  ) -> CameraError:
+    """A :class:`CameraError` naming the camera, with the send's error if it failed."""
+    if sending is not None and sending.done() and not sending.cancelled() \
+            and sending.exception() is not None:
+        error = sending.exception()  # type: ignore[assignment]
+    name = getattr(camera, "tango_name", type(camera).__name__)
+    return CameraError(f"camera {name}: {type(error).__name__}: {error}")
+
+
+async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int) -> int:
+    """Wait until the camera has grabbed ``wanted`` frames; return how many it has."""
+    while True:
+        grabbed = int(await camera.get_frames_grabbed())
+        if grabbed >= wanted:
+            return grabbed
+        if sending.done():
+            try:
+                sending.result()
+            except Exception as error:
+                raise _camera_error(camera, sending, error) from error
+            raise CameraError("the camera stopped sending before all frames were grabbed")
+        await asyncio.sleep(0.01)
+
+
 def _seconds(value: Any) -> float:
     return float(value.to(q.s).magnitude) if isinstance(value, pint.Quantity) else float(value)
 
@@ -114,6 +155,9 @@ class ImagingExperiment(Experiment):
         separate_scans: bool = True,
     ) -> None:
         self._camera = camera
+        #: Set by :class:`~experiments.addons.RemoteImageWriter`: the camera sends its
+        #: frames to the writer itself and the producers yield frame tokens.
+        self.direct_writer: Any = None
         await super().__ainit__(acquisitions, walker, separate_scans=separate_scans)
 
     # -- source: implemented by the source-specific variants --------------------------------
@@ -148,6 +192,10 @@ class ImagingExperiment(Experiment):
     ) -> AsyncIterator[ImageWithMetadata]:
         """Yield ``number`` software-triggered frames; ``await before(i)`` positions the
         devices for frame ``i`` and returns metadata for it."""
+        if self.direct_writer is not None:
+            async for token in self._produce_sent(number, before):
+                yield token
+            return
         camera = self._camera
         if await camera.get_state() == "recording":
             await camera.stop_recording()
@@ -165,11 +213,65 @@ class ImagingExperiment(Experiment):
         finally:
             await camera["trigger_source"].restore()
 
+    async def _produce_sent(
+        self, number: int, before: FrameInfo | None = None
+    ) -> AsyncIterator[ImageWithMetadata]:
+        """As :meth:`_produce_frames`, but the camera sends the frames to its
+        ``data_endpoint`` itself (``grab_send``) and this yields *frame tokens*: empty
+        arrays whose metadata are those of the frame (the frames never pass through here).
+
+        After a trigger the next position waits for the exposure time only; the camera
+        may lag at most ``_MAX_AHEAD`` frames behind the triggers.
+        """
+        camera = self._camera
+        if await camera.get_state() == "recording":
+            await camera.stop_recording()
+        exposure = _seconds(await camera.get_exposure_time())
+        await self.direct_writer.data_endpoint()
+        await camera["trigger_source"].stash()
+        sending: asyncio.Future | None = None
+        try:
+            await camera.set_trigger_source("SOFTWARE")
+            sending = asyncio.ensure_future(camera.grab_send(number))
+            await _until_recording(camera, sending)
+            loop = asyncio.get_running_loop()
+            confirmed = 0
+            for index in range(number):
+                extra = await before(index) if before is not None else {}
+                began = loop.time()
+                try:
+                    await camera.trigger()
+                except Exception as error:
+                    raise _camera_error(camera, sending, error) from error
+                extra.update(await self._frame_metadata())
+                if index + 1 - confirmed > _MAX_AHEAD:
+                    confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
+                rest = exposure - (loop.time() - began)
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)), index,
+                                  exposure, extra)
+            try:
+                await sending
+            except Exception as error:
+                raise _camera_error(camera, sending, error) from error
+        except BaseException:
+            if sending is not None and not sending.done():
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+            try:  # the camera may be in error: keep the original exception
+                await camera["trigger_source"].restore()
+            except Exception as error:
+                self.log.warning("restoring the trigger source: %s", error)
+            raise
+        await camera["trigger_source"].restore()
+
     async def _produce_continuous(
         self, number: int, info: Callable[[int], dict[str, Any]]
     ) -> AsyncIterator[ImageWithMetadata]:
         """Yield ``number`` frames the camera triggers itself (AUTO) at its frame rate;
-        ``info(i)`` gives frame ``i``'s metadata."""
+        ``info(i)`` gives frame ``i``'s metadata. With a ``direct_writer`` the camera sends
+        the frames itself and this yields frame tokens as the camera grabs them."""
         camera = self._camera
         if await camera.get_state() == "recording":
             await camera.stop_recording()
@@ -177,6 +279,25 @@ class ImagingExperiment(Experiment):
         await camera["trigger_source"].stash()
         try:
             await camera.set_trigger_source("AUTO")
+            if self.direct_writer is not None:
+                await self.direct_writer.data_endpoint()
+                sending = asyncio.ensure_future(camera.grab_send(number))
+                try:
+                    await _until_recording(camera, sending)
+                    grabbed = 0
+                    for index in range(number):
+                        if grabbed <= index:
+                            grabbed = await _wait_grabbed(camera, sending, index + 1)
+                        extra = info(index)
+                        extra.update(await self._frame_metadata())
+                        yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)),
+                                          index, exposure, extra)
+                    await sending
+                finally:
+                    if not sending.done():
+                        sending.cancel()
+                        await asyncio.gather(sending, return_exceptions=True)
+                return
             async with camera.recording():
                 for index in range(number):
                     frame = await camera.grab()

@@ -179,6 +179,8 @@ class SequenceWriter:
         written = self.current.write(image)
         self.frames += 1
         self.bytes += written
+        if self.bytes_per_file == 0:  # one file per frame: publish it now (an abort keeps it)
+            self._close_current()
         return written
 
     def _close_current(self) -> None:
