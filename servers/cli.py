@@ -110,16 +110,34 @@ def _add_tango(commands: argparse._SubParsersAction) -> None:
     down.set_defaults(run=tango_down)
 
 
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo", add_help=False,
+        help="run the demo tomography on a simulated beamline (options: concert demo --help)")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(run=lambda args: _run_demo(args.demo_args))
+
+
+def _run_demo(argv: list[str]) -> int:
+    from experiments.demo import main as demo_main  # experiments is only needed here
+
+    return demo_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``concert`` parser: one ``_add_*`` per subcommand."""
     parser = argparse.ArgumentParser(prog="concert", description="Concert on Tango.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tango(commands)
+    _add_demo(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``concert`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:  # the demo parses its own options (concert demo --help)
+        return _run_demo(argv[1:])
     args = build_parser().parse_args(argv)
     command: Command = args.run
     return command(args)

@@ -25,7 +25,7 @@ from tango_db import BEAMLINE
 
 pytestmark = pytest.mark.tango
 
-CONTRACT_DEVICES = {  # contract §6 without the walker and director (not served yet)
+CONTRACT_DEVICES = {  # contract §6
     "concert/motor/flat": "LinearMotor",
     "concert/motor/tomo": "ContinuousRotationMotor",
     "concert/motor/vertical": "ContinuousLinearMotor",
@@ -35,6 +35,8 @@ CONTRACT_DEVICES = {  # contract §6 without the walker and director (not served
     "concert/shutter/1": "Shutter",
     "concert/ring/1": "StorageRing",
     "concert/xraytube/1": "XRayTube",
+    "concert/walker/1": "DirectoryWalker",
+    "concert/director/1": "ExperimentDirector",
 }
 
 

@@ -105,6 +105,7 @@ class WalkerDevice(Device):
         await super().__ainit__()
         if not root:
             raise ValueError("the walker needs a root directory (device property 'root')")
+        root = os.path.expanduser(root)  # "~/data": the home of the user running the server
         if not os.path.isabs(root):
             raise PathError(f"root {root!r} must be an absolute path")
         self._walker = await DirectoryWalker(root=root, rights=rights)
