@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import math
 import weakref
 
@@ -57,7 +58,7 @@ async def test_current_is_announced_only_while_observed() -> None:
     unsubscribe()
     count = len(seen)
     assert count >= 5
-    assert all(b < a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(seen))
     await asyncio.sleep(0.1)
     assert len(seen) == count
 

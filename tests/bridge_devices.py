@@ -1,0 +1,48 @@
+"""Concert device classes the bridge tests publish through ``concert_class``.
+
+The servers import them by ``tests.bridge_devices:Name``, so they need the repository
+root on their ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pint
+
+from concert_core.devices.motors import dummy
+from concert_core.quantities import q
+
+
+class LimitedLinearMotor(dummy.LinearMotor):
+    """A dummy linear motor with user soft limits (default -10 mm .. 10 mm)."""
+
+    async def __ainit__(self, lower: pint.Quantity | None = None,
+                        upper: pint.Quantity | None = None, **kwargs: Any) -> None:
+        await super().__ainit__(**kwargs)
+        await self["position"].set_lower(-10 * q.mm if lower is None else lower)
+        await self["position"].set_upper(10 * q.mm if upper is None else upper)
+
+
+class LockedLimitsMotor(LimitedLinearMotor):
+    """Soft limits -10 mm .. 10 mm, locked at construction."""
+
+    async def __ainit__(self, **kwargs: Any) -> None:
+        await super().__ainit__(**kwargs)
+        self["position"].lock_limits()
+
+
+class HomeFaultMotor(dummy.LinearMotor):
+    """Its first ``home`` fails (injected fault 'home'): state error, StateError."""
+
+    async def __ainit__(self, **kwargs: Any) -> None:
+        await super().__ainit__(**kwargs)
+        await self.inject_fault("home")
+
+
+class StallingMotor(dummy.LinearMotor):
+    """Its first motion stalls midway (injected fault 'stall'): state error, StateError."""
+
+    async def __ainit__(self, **kwargs: Any) -> None:
+        await super().__ainit__(**kwargs)
+        await self.inject_fault("stall")

@@ -1,0 +1,627 @@
+"""The bridge against a real Tango database and real server processes (contract §1-§5).
+
+One process per server family of :data:`servers.families.SERVERS` is started for the
+whole module (concurrently); the ``ConcertMotor`` process also hosts the motors the
+behaviour tests use, each configured through ``concert_class``/``concert_args``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import tango
+
+from concert_core.devices.cameras import base as camera_base
+from concert_core.quantities import parse_unit, q
+from servers.families import SERVERS
+from servers.introspect import commands_of
+
+pytestmark = pytest.mark.tango
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+INSTANCE = "t4bridge"
+DOMAIN = "t4b"
+DevState = tango.DevState
+
+#: Motors of the ConcertMotor process for behaviour tests: device -> properties.
+MOTORS: dict[str, dict[str, list[str]]] = {
+    f"{DOMAIN}/motor/plain": {},
+    f"{DOMAIN}/motor/events": {},
+    f"{DOMAIN}/motor/lock": {},
+    f"{DOMAIN}/motor/disable": {},
+    f"{DOMAIN}/motor/estop": {"concert_args": ['{"speed": "1 mm/s"}']},
+    f"{DOMAIN}/motor/slow": {"concert_args": ['{"speed": "1 mm/s", "position": "1 mm"}']},
+    f"{DOMAIN}/motor/hard": {"concert_args": ['{"upper_hard_limit": "5 mm"}']},
+    f"{DOMAIN}/motor/limited": {"concert_class": ["tests.bridge_devices:LimitedLinearMotor"]},
+    f"{DOMAIN}/motor/locked": {"concert_class": ["tests.bridge_devices:LockedLimitsMotor"]},
+    f"{DOMAIN}/motor/homefault": {"concert_class": ["tests.bridge_devices:HomeFaultMotor"]},
+    f"{DOMAIN}/motor/stall": {"concert_class": ["tests.bridge_devices:StallingMotor"]},
+    f"{DOMAIN}/motor/bad": {"concert_args": ['{"position": "12 zorglubs"}']},
+}
+CAMERA = f"{DOMAIN}/camera/behaviour"
+RESTART_MOTOR = f"{DOMAIN}/restart/motor"
+
+
+def family_device(server: str, tango_class: str) -> str:
+    return f"{DOMAIN}/{server.lower()}/{tango_class.lower()}"
+
+
+def family_properties(server: str) -> dict[str, str]:
+    """Device properties naming other devices of the module's beamline (a director's)."""
+    walker = SERVERS.get("ConcertWalker")
+    return {
+        "experiment_type": "Radiography",
+        "parameters": '{"radio_position": "0 mm", "flat_position": "10 mm"}',
+        "camera": family_device("ConcertCamera", "Camera"),
+        "walker": family_device("ConcertWalker", walker[0].tango_class) if walker else "",
+        "flat_motor": family_device("ConcertMotor", "LinearMotor"),
+        "vertical_motor": family_device("ConcertMotor", "ContinuousLinearMotor"),
+        "stepping_motor": family_device("ConcertMotor", "LinearMotor"),
+        "tomography_motor": family_device("ConcertMotor", "ContinuousRotationMotor"),
+        "shutter": family_device("ConcertShutter", "Shutter"),
+        "storage_ring": family_device("ConcertStorageRing", "StorageRing"),
+    }
+
+
+@pytest.fixture(scope="module")
+def beamline(tango_servers, tmp_path_factory) -> dict:
+    """Every server family running; returns server name -> ServerProcess."""
+    env = {"PYTHONPATH": str(ROOT)}
+    processes: dict = {}
+    for server, entries in SERVERS.items():
+        try:
+            for entry in entries:
+                entry.family_class()
+        except Exception as error:  # reported by this family's test, the others run
+            processes["!" + server] = f"{type(error).__name__}: {error}"
+            continue
+        classes = {entry.tango_class: [family_device(server, entry.tango_class)]
+                   for entry in entries}
+        properties = {}
+        if server == "ConcertMotor":
+            classes["LinearMotor"] += list(MOTORS)
+            properties = {name: props for name, props in MOTORS.items() if props}
+        if server == "ConcertCamera":
+            classes["Camera"].append(CAMERA)
+        for entry in entries:  # family-declared device properties (root, devices used)
+            wanted = getattr(entry.family_class(), "tango_properties", {})
+            values = {name: [value] for name, value in family_properties(server).items()
+                      if name in wanted}
+            if "root" in wanted:
+                values["root"] = [str(tmp_path_factory.mktemp(f"{server}-root"))]
+            if values:
+                properties[family_device(server, entry.tango_class)] = values
+        processes[server] = tango_servers.prepare(
+            [BIN / server, INSTANCE], server, INSTANCE, classes, properties, timeout=90,
+            env=env)
+    tango_servers.start_all([process for key, process in processes.items()
+                             if not key.startswith("!")])
+    return processes
+
+
+@pytest.fixture(scope="module")
+def restartable(tango_servers, beamline):
+    """A small ConcertMotor server of its own, for the restart test."""
+    return tango_servers.start([BIN / "ConcertMotor", "t4restart"], "ConcertMotor",
+                               "t4restart", {"LinearMotor": [RESTART_MOTOR]}, timeout=30)
+
+
+def proxy(name: str) -> tango.DeviceProxy:
+    return tango.DeviceProxy(name)  # TANGO_HOST is set: events need the plain name
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+def wait_state(device: tango.DeviceProxy, *states: DevState, timeout: float = 5.0) -> DevState:
+    assert wait_for(lambda: device.state() in states, timeout), \
+        f"{device.dev_name()} stays {device.state()} ({device.status()!r}), wanted {states}"
+    return device.state()
+
+
+def refused(call: Callable[[], object]) -> tango.DevError:
+    with pytest.raises(tango.DevFailed) as info:
+        call()
+    return info.value.args[0]
+
+
+class Events:
+    """Collects CHANGE_EVENTs of one attribute; unsubscribes on exit."""
+
+    def __init__(self, device: tango.DeviceProxy, attribute: str,
+                 kind: tango.EventType = tango.EventType.CHANGE_EVENT) -> None:
+        self.device, self.attribute, self.kind = device, attribute, kind
+        self.values: list[tuple[float, object]] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self.event_id: int | None = None
+
+    def __call__(self, event) -> None:
+        with self._lock:
+            if event.err:
+                self.errors.append(event.errors[0].reason)
+            elif self.kind == tango.EventType.ATTR_CONF_EVENT:
+                self.values.append((time.monotonic(), event.attr_conf))
+            else:
+                self.values.append((time.monotonic(), event.attr_value.value))
+
+    def __enter__(self) -> Events:
+        self.event_id = self.device.subscribe_event(self.attribute, self.kind, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.event_id is not None:
+            self.device.unsubscribe_event(self.event_id)
+
+    def seen(self) -> list:
+        with self._lock:
+            return [value for _, value in self.values]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.values.clear()
+            self.errors.clear()
+
+
+# -- every family -----------------------------------------------------------------------
+NOT_BUSY = [state for state in DevState.values.values()
+            if state not in (DevState.MOVING, DevState.RUNNING)]
+
+
+def write_back(device: tango.DeviceProxy, attribute: str, value: object,
+               config: tango.AttributeInfoEx) -> None:
+    """Write ``value`` (the attribute's own, so in range) and read it back."""
+    device.write_attribute(attribute, value)
+    wait_state(device, *NOT_BUSY)
+    again = device.read_attribute(attribute).value
+    if config.data_type in (tango.DevDouble, tango.DevFloat):
+        assert again == pytest.approx(value, abs=1e-6), attribute
+    else:
+        assert again == value, attribute
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_family_registered_read_written_commanded(beamline, server: str) -> None:
+    assert server in beamline, f"{server} could not be set up: {beamline.get('!' + server)}"
+    db = tango.Database()
+    server_instance = f"{server}/{INSTANCE}"
+    assert server_instance in db.get_server_list(f"{server}/*")
+    classes = set(db.get_server_class_list(server_instance))
+    listing = list(db.get_device_class_list(server_instance))
+    device_classes = dict(zip(listing[::2], listing[1::2], strict=True))
+    for entry in SERVERS[server]:
+        assert entry.tango_class in classes
+        name = family_device(server, entry.tango_class)
+        assert device_classes[name] == entry.tango_class
+        device = proxy(name)
+        assert device.info().dev_class == entry.tango_class
+        assert device.state() not in (DevState.FAULT, DevState.UNKNOWN, DevState.INIT), \
+            device.status()
+        assert device.status()
+        names = [attribute for attribute in device.get_attribute_list()
+                 if attribute not in ("State", "Status")]
+        for config in device.get_attribute_config(names):
+            if config.writable == tango.AttrWriteType.WRITE:
+                continue
+            value = device.read_attribute(config.name).value
+            if (config.writable == tango.AttrWriteType.READ_WRITE and value is not None
+                    and config.data_format == tango.AttrDataFormat.SCALAR):
+                write_back(device, config.name, value, config)
+        commands = {info.cmd_name for info in device.command_list_query()}
+        wanted = {spec.name for spec in commands_of(entry.family_class())}
+        assert wanted | {"Init", "State", "Status", "Stop", "Lock", "Unlock", "Stash",
+                         "Restore", "EmergencyStop"} <= commands
+        before = device.state()
+        device.Init()
+        assert wait_state(device, before) == before
+        for config in device.get_attribute_config(names):
+            if config.writable != tango.AttrWriteType.WRITE:
+                device.read_attribute(config.name)
+
+
+@pytest.mark.parametrize(("device", "commands", "states"), [
+    (family_device("ConcertShutter", "Shutter"), ["Open", "Close"],
+     [DevState.OPEN, DevState.CLOSE]),
+    (family_device("ConcertGripper", "Gripper"), ["Grip", "Release"],
+     [DevState.ON, DevState.ON]),
+])
+def test_state_only_families_are_commanded(beamline, device, commands, states) -> None:
+    target = proxy(device)
+    with Events(target, "State") as events:
+        for command, state in zip(commands, states, strict=True):
+            target.command_inout(command)
+            assert wait_state(target, state) == state
+            assert wait_for(lambda state=state: events.seen()[-1:] == [state])
+        assert DevState.MOVING in events.seen()
+
+
+def test_database_shows_servers_classes_devices(beamline) -> None:
+    db = tango.Database()
+    instances = db.get_instance_name_list("ConcertMotor")
+    assert INSTANCE in instances
+    classes = set(db.get_server_class_list(f"ConcertMotor/{INSTANCE}"))
+    assert {"LinearMotor", "ContinuousLinearMotor", "RotationMotor",
+            "ContinuousRotationMotor"} <= classes
+    devices = set(db.get_device_name(f"ConcertMotor/{INSTANCE}", "LinearMotor"))
+    assert set(MOTORS) <= devices
+    exported = set(db.get_device_exported_for_class("LinearMotor"))
+    assert f"{DOMAIN}/motor/plain" in exported
+    props = db.get_device_property(f"{DOMAIN}/motor/limited", ["concert_class"])
+    assert list(props["concert_class"]) == ["tests.bridge_devices:LimitedLinearMotor"]
+
+
+# -- attribute configuration as Jive shows it --------------------------------------------
+def test_attribute_configuration(beamline) -> None:
+    limited = proxy(f"{DOMAIN}/motor/limited")
+    config = limited.get_attribute_config("position")
+    assert config.unit == "mm" and parse_unit(config.unit) == q.mm
+    assert float(config.min_value) == -10.0 and float(config.max_value) == 10.0
+    assert "Position" in config.description
+    assert config.writable == tango.AttrWriteType.READ_WRITE
+    assert config.data_type == tango.DevDouble
+    state = limited.get_attribute_config("State")
+    assert state.writable == tango.AttrWriteType.READ
+
+    rotation = proxy(family_device("ConcertMotor", "ContinuousRotationMotor"))
+    config = rotation.get_attribute_config("velocity")
+    assert parse_unit(config.unit) == q.deg / q.s  # pint's short symbol, parsed back
+    assert config.min_value == "Not specified" and config.max_value == "Not specified"
+
+    camera = proxy(CAMERA)
+    exposure = camera.get_attribute_config("exposure_time")
+    assert exposure.unit == "s" and float(exposure.min_value) == 0.0
+    assert exposure.description == camera_base.Camera.exposure_time.help
+    trigger = camera.get_attribute_config("trigger_source")
+    assert trigger.data_type == tango.DevEnum
+    labels = [str(value) for value in camera_base.Camera.trigger_source.values]
+    assert list(trigger.enum_labels) == labels
+    assert labels[camera.trigger_source] == "AUTO"
+    camera.trigger_source = labels.index("SOFTWARE")
+    assert labels[camera.trigger_source] == "SOFTWARE"
+    camera.trigger_source = labels.index("AUTO")
+    grabbed = camera.get_attribute_config("frames_grabbed")
+    assert grabbed.writable == tango.AttrWriteType.READ
+    assert grabbed.data_type == tango.DevLong64
+
+
+# -- events -----------------------------------------------------------------------------
+def test_change_events_for_writes_and_motion(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/events")
+    with Events(motor, "position") as positions, Events(motor, "State") as states:
+        assert wait_for(lambda: positions.seen() and states.seen())  # the first event
+        positions.clear()
+        states.clear()
+        began = time.monotonic()
+        motor.position = 5.0  # 50 ms at 100 mm/s
+        assert wait_for(lambda: 5.0 in positions.seen(), 5)
+        assert wait_for(lambda: DevState.ON in states.seen(), 5)
+        motor.position = 30.0  # 0.3 s
+        wait_state(motor, DevState.ON)
+        assert wait_for(lambda: positions.seen()[-1:] == [30.0], 2)
+        assert motor.position == pytest.approx(30.0)
+        moving = [(stamp, value) for stamp, value in positions.values
+                  if 5.0 < value < 30.0]
+        duration = max(stamp for stamp, _ in positions.values) - began
+        assert len(moving) >= 0.25 * 10, positions.values  # >= 10 Hz during 0.25 s
+        if len(moving) >= 2:
+            span = moving[-1][0] - moving[0][0]
+            assert (len(moving) - 1) / span >= 10, (len(moving), span)
+        assert duration < 3
+        values = [value for value in positions.seen() if 5.0 <= value <= 30.0]
+        assert values == sorted(values)
+        seen_states = states.seen()
+        assert DevState.MOVING in seen_states and seen_states[-1] == DevState.ON
+        assert seen_states.index(DevState.MOVING) < len(seen_states) - 1
+        assert not positions.errors and not states.errors
+
+
+def test_status_events(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/disable")
+    with Events(motor, "Status") as status:
+        assert wait_for(lambda: status.seen())
+        motor.Disable()
+        assert wait_for(lambda: status.seen()[-1].startswith("disabled"))
+        motor.Enable()
+        assert wait_for(lambda: status.seen()[-1].startswith("standby"))
+
+
+# -- refusals (contract §5) --------------------------------------------------------------
+def test_soft_limit_refusals(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/limited")
+    motor.position = 2.0
+    wait_state(motor, DevState.ON)
+    error = refused(lambda: motor.Move(20.0))
+    assert error.reason == "SoftLimitError"
+    assert "22" in error.desc and "10" in error.desc
+    error = refused(lambda: motor.write_attribute("position", 11.0))
+    assert error.reason in ("API_WAttrOutsideLimit", "SoftLimitError")
+    assert motor.position == 2.0 and motor.state() == DevState.ON
+    config = motor.get_attribute_config("position")
+    assert float(config.max_value) == 10.0
+
+
+def test_lock_refusal(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/lock")
+    motor.Lock(False)
+    try:
+        error = refused(lambda: motor.write_attribute("position", 1.0))
+        assert error.reason == "LockError"
+        error = refused(lambda: motor.Move(1.0))
+        assert error.reason == "LockError"
+        assert motor.position == 0.0 and motor.state() == DevState.ON
+    finally:
+        motor.Unlock()
+    motor.position = 1.0
+    wait_state(motor, DevState.ON)
+    assert motor.position == 1.0
+
+
+def test_transition_not_allowed(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/disable")
+    motor.Disable()
+    try:
+        assert motor.state() == DevState.DISABLE
+        error = refused(lambda: motor.write_attribute("position", 3.0))
+        assert error.reason == "TransitionNotAllowed"
+        assert "disabled" in error.desc
+        assert refused(motor.Home).reason == "TransitionNotAllowed"
+        assert motor.position == 0.0 and motor.state() == DevState.DISABLE
+    finally:
+        motor.Enable()
+    assert motor.state() == DevState.ON
+
+    camera = proxy(CAMERA)
+    assert camera.state() == DevState.ON
+    error = refused(camera.Trigger)
+    assert error.reason == "TransitionNotAllowed"
+    assert camera.state() == DevState.ON and "standby" in camera.status()
+
+
+def test_hard_limit(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/hard")
+    motor.position = 8.0  # beyond the hard limit at 5 mm: stops there
+    assert wait_state(motor, DevState.ALARM) == DevState.ALARM
+    status = motor.status()
+    assert status.startswith("hard-limit") and "HardLimitError" in status
+    assert motor.position == pytest.approx(5.0)
+    motor.position = 1.0  # a move back inside works from hard-limit
+    assert wait_state(motor, DevState.ON) == DevState.ON
+    assert motor.position == pytest.approx(1.0)
+    assert "HardLimitError" not in motor.status()
+
+
+def test_state_error_from_injected_faults(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/homefault")
+    try:
+        motor.Home()
+    except tango.DevFailed as failure:  # failed before the call returned
+        assert failure.args[0].reason == "StateError"
+    assert wait_state(motor, DevState.FAULT) == DevState.FAULT
+    assert motor.status().startswith("error")
+    assert "StateError" in motor.status() or "homing failed" in motor.status()
+    motor.Reset()
+    assert wait_state(motor, DevState.ON) == DevState.ON
+
+    stalling = proxy(f"{DOMAIN}/motor/stall")
+    stalling.position = 10.0  # stalls at 5 mm in the background
+    assert wait_state(stalling, DevState.FAULT) == DevState.FAULT
+    assert "StateError" in stalling.status() and "stalled" in stalling.status()
+    assert stalling.position == pytest.approx(5.0)
+    error = refused(lambda: stalling.write_attribute("position", 1.0))
+    assert error.reason == "TransitionNotAllowed"
+    stalling.Reset()
+    assert wait_state(stalling, DevState.ON) == DevState.ON
+    stalling.position = 1.0
+    wait_state(stalling, DevState.ON)
+    assert stalling.position == pytest.approx(1.0)
+
+
+def test_bad_arguments_and_read_only(beamline) -> None:
+    io = proxy(family_device("ConcertIO", "IO"))
+    before = io.ReadPort(1)
+    error = refused(lambda: io.WritePort([1.0]))  # port and value wanted
+    assert error.reason == "ValueError" and "port, value" in error.desc
+    error = refused(lambda: io.WritePort([1.0, 1.0, 1.0]))
+    assert error.reason == "ValueError"
+    assert io.ReadPort(1) == before
+    camera = proxy(CAMERA)
+    before = camera.frames_grabbed
+    error = refused(lambda: camera.write_attribute("frames_grabbed", 5))
+    assert error.reason == "API_AttrNotWritable"
+    assert camera.frames_grabbed == before
+    error = refused(lambda: camera.read_attribute("no_such_attribute"))
+    assert error.reason == "API_AttrNotFound"
+
+
+def test_bad_concert_args_fault_only_that_device(beamline) -> None:
+    bad = proxy(f"{DOMAIN}/motor/bad")
+    assert bad.state() == DevState.FAULT
+    status = bad.status()
+    assert "position" in status and "zorglubs" in status
+    assert refused(bad.Home).reason == "StateError"
+    plain = proxy(f"{DOMAIN}/motor/plain")
+    assert plain.state() == DevState.ON
+    assert plain.position == 0.0
+
+
+# -- soft limits both ways ---------------------------------------------------------------
+def test_server_side_limit_change_updates_min_max(beamline) -> None:
+    # The camera couples its ROI: roi_x0 may go up to sensor_width - roi_width, so a
+    # write of roi_width changes roi_x0's limits on the server side.
+    camera = proxy(CAMERA)
+    width = camera.sensor_width
+    assert float(camera.get_attribute_config("roi_x0").max_value) == pytest.approx(0.0)
+    with Events(camera, "roi_x0", tango.EventType.ATTR_CONF_EVENT) as conf:
+        assert wait_for(lambda: conf.seen())
+        conf.clear()
+        camera.roi_width = width - 100
+        try:
+            assert wait_for(lambda: any(float(c.max_value) == pytest.approx(100.0)
+                                        for c in conf.seen()))
+            config = camera.get_attribute_config("roi_x0")
+            assert float(config.min_value) == 0 and float(config.max_value) == 100.0
+            assert refused(lambda: camera.write_attribute("roi_x0", 150)).reason in (
+                "API_WAttrOutsideLimit", "SoftLimitError")
+            camera.roi_x0 = 100
+            assert camera.roi_x0 == 100
+            camera.roi_x0 = 0
+        finally:
+            camera.roi_width = width
+        assert wait_for(lambda: float(camera.get_attribute_config("roi_x0").max_value)
+                        == pytest.approx(0.0))
+
+
+def test_client_set_attribute_config_sets_user_limits(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/plain")
+    config = motor.get_attribute_config("position")
+    assert config.max_value == "Not specified"
+    config.min_value, config.max_value = "-2.0", "3.0"
+    motor.set_attribute_config(config)
+    try:
+        # The server takes them over as the concert user limits: a Move beyond is refused
+        # by concert (not only by Tango's own check of writes).
+        def refuses() -> bool:
+            try:
+                motor.Move(3.5)
+            except tango.DevFailed as failure:
+                return failure.args[0].reason == "SoftLimitError"
+            wait_state(motor, DevState.ON)
+            motor.position = 0.0
+            wait_state(motor, DevState.ON)
+            return False
+
+        assert wait_for(refuses, 5, 0.05)
+        assert motor.position == 0.0
+        assert "LockError" not in motor.status()
+    finally:
+        config = motor.get_attribute_config("position")
+        config.min_value = config.max_value = "Not specified"
+        motor.set_attribute_config(config)
+    assert wait_for(lambda: _move_allowed(motor, 3.5), 5, 0.05)
+
+
+def _move_allowed(motor: tango.DeviceProxy, delta: float) -> bool:
+    try:
+        motor.Move(delta)
+    except tango.DevFailed:
+        return False
+    wait_state(motor, DevState.ON)
+    motor.position = 0.0
+    wait_state(motor, DevState.ON)
+    return True
+
+
+def test_locked_limits_revert_client_change(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/locked")
+    config = motor.get_attribute_config("position")
+    config.max_value = "50.0"
+    motor.set_attribute_config(config)  # Tango offers no hook to refuse it (documented)
+    assert wait_for(lambda: "LockError" in motor.status())
+    assert wait_for(lambda: float(motor.get_attribute_config("position").max_value) == 10.0)
+    assert refused(lambda: motor.Move(20.0)).reason == "SoftLimitError"
+    assert motor.state() == DevState.ON
+
+
+# -- long operations ---------------------------------------------------------------------
+def test_long_operation_returns_fast_and_stop_cancels(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/slow")  # 1 mm/s, at 1 mm
+    began = time.monotonic()
+    motor.position = 11.0  # a 10-s motion
+    assert time.monotonic() - began < 1.0
+    assert motor.state() == DevState.MOVING
+    time.sleep(0.3)
+    began = time.monotonic()
+    motor.Stop()
+    assert time.monotonic() - began < 1.0
+    assert wait_state(motor, DevState.ON) == DevState.ON
+    position = motor.position
+    assert 1.0 < position < 11.0
+    time.sleep(0.2)
+    assert motor.position == position
+
+    began = time.monotonic()
+    motor.Move(-5.0)
+    assert time.monotonic() - began < 1.0
+    assert motor.state() == DevState.MOVING
+    motor.Stop()
+    assert wait_state(motor, DevState.ON) == DevState.ON
+    assert position - 5.0 < motor.position < position
+
+
+def test_emergency_stop(beamline) -> None:
+    motor = proxy(f"{DOMAIN}/motor/estop")
+    motor.position = 10.0
+    assert motor.state() == DevState.MOVING
+    time.sleep(0.2)
+    motor.EmergencyStop()
+    assert wait_state(motor, DevState.ON, DevState.FAULT, DevState.ALARM) == DevState.ON
+    position = motor.position
+    assert 0.0 < position < 10.0
+    camera = proxy(CAMERA)
+    camera.StartRecording()
+    assert wait_state(camera, DevState.RUNNING) == DevState.RUNNING
+    camera.EmergencyStop()
+    assert wait_state(camera, DevState.ON, DevState.FAULT) == DevState.ON
+
+
+# -- restart -----------------------------------------------------------------------------
+def test_client_survives_server_restart(restartable) -> None:
+    motor = proxy(RESTART_MOTOR)
+    with Events(motor, "position") as positions:
+        assert wait_for(lambda: positions.seen())
+        motor.position = 2.0
+        assert wait_for(lambda: 2.0 in positions.seen())
+        restartable.restart()
+        assert wait_for(lambda: _reads(motor), 10, 0.1)
+        assert motor.position == 0.0  # a new process: the dummy starts again at 0
+        positions.clear()
+
+        def resumed() -> bool:  # events come back after Tango's reconnection (<= ~10 s)
+            if 3.0 in positions.seen():
+                return True
+            if motor.state() == DevState.ON:
+                motor.position = 3.0 if motor.position != 3.0 else 0.0
+            return False
+
+        assert wait_for(resumed, 25, 0.5), (positions.values, positions.errors)
+    assert motor.state() == DevState.ON
+
+
+def _reads(device: tango.DeviceProxy) -> bool:
+    try:
+        device.read_attribute("position")
+    except tango.DevFailed:
+        return False
+    return True
+
+
+# -- itango ------------------------------------------------------------------------------
+def test_itango_reads_and_writes(beamline, tango_db) -> None:
+    name = f"{DOMAIN}/motor/plain"
+    script = (
+        f"m = Device({name!r}); m.position = 1.5; import time; time.sleep(0.3); "
+        "print('ITANGO', m.position, m.state())"
+    )
+    env = {"TANGO_HOST": tango_db.tango_host, "PATH": str(BIN), "HOME": str(ROOT / ".venv"),
+           "IPYTHONDIR": str(Path(tango_db.sqlite_file).parent / "ipython")}
+    result = subprocess.run([BIN / "itango", "--simple-prompt", "--no-banner",
+                             "--colors=NoColor", "-c", script],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert "ITANGO 1.5 ON" in result.stdout, result.stdout + result.stderr
+    assert proxy(name).position == 1.5
+    proxy(name).position = 0.0
+    wait_state(proxy(name), DevState.ON)
+

@@ -1,0 +1,225 @@
+"""A remote ``TangoDevice`` behaves like the local concert device it publishes.
+
+The behaviour tests run twice: on a local ``dummy.LinearMotor`` and on a remote one, built
+by :func:`concert_core.remote.TangoDevice` over a ``ConcertMotor`` server whose device has
+the same ``concert_args``. Every test gets a motor of its own (the remote ones are all
+served by one process). Change notifications are not required remotely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from concert_core.devices.motors import dummy
+from concert_core.errors import HardLimitError, SoftLimitError, UnitError
+from concert_core.quantities import q
+from concert_core.remote import TangoDevice
+
+pytestmark = pytest.mark.tango
+
+BIN = Path(sys.executable).parent
+INSTANCE = "t4remote"
+#: Constructor arguments of every motor, local and remote.
+ARGS = {"position": "1 mm", "lower_hard_limit": "-20 mm", "upper_hard_limit": "20 mm",
+        "speed": "50 mm/s"}
+BEHAVIOURS = ["units", "move", "soft_limits", "unit_error", "hard_limit", "cancel", "home",
+              "states"]
+CAMERA = "t4r/camera/1"
+RESTART = "t4r/restart/1"
+
+
+def motor_name(behaviour: str) -> str:
+    return f"t4r/motor/{behaviour}"
+
+
+@pytest.fixture(scope="module")
+def servers(tango_servers) -> dict:
+    """The motors, a camera and a motor server of its own for the restart test."""
+    args = {"concert_args": [json.dumps(ARGS)]}
+    processes = {
+        "motors": tango_servers.prepare(
+            [BIN / "ConcertMotor", INSTANCE], "ConcertMotor", INSTANCE,
+            {"LinearMotor": [motor_name(name) for name in BEHAVIOURS]},
+            {motor_name(name): args for name in BEHAVIOURS}, timeout=60),
+        "camera": tango_servers.prepare(
+            [BIN / "ConcertCamera", INSTANCE], "ConcertCamera", INSTANCE,
+            {"Camera": [CAMERA]}, timeout=60),
+        "restart": tango_servers.prepare(
+            [BIN / "ConcertMotor", "t4restart2"], "ConcertMotor", "t4restart2",
+            {"LinearMotor": [RESTART]}, {RESTART: args}, timeout=60),
+    }
+    tango_servers.start_all(list(processes.values()))
+    return processes
+
+
+@pytest.fixture(params=["local", "remote"])
+async def make_motor(request, servers):
+    """``await make_motor(behaviour)``: a fresh local motor or the remote one of that test."""
+    made = []
+
+    async def make(behaviour: str):
+        if request.param == "local":
+            return await dummy.LinearMotor(**{key: q.Quantity(value)
+                                              for key, value in ARGS.items()})
+        device = await TangoDevice(motor_name(behaviour))
+        made.append(device)
+        return device
+
+    yield make
+    for device in made:
+        await device.disconnect()
+
+
+async def position_mm(motor) -> float:
+    return float((await motor.get_position()).to(q.mm).magnitude)
+
+
+# -- behaviours ----------------------------------------------------------------------------
+async def test_set_get_position_with_units(make_motor) -> None:
+    motor = await make_motor("units")
+    assert await position_mm(motor) == pytest.approx(1.0)
+    await motor.set_position(1500 * q.um)
+    assert await position_mm(motor) == pytest.approx(1.5)
+    assert (await motor.get_position()).to(q.um).magnitude == pytest.approx(1500)
+    assert (await motor.get_target_position()).to(q.mm).magnitude == pytest.approx(1.5)
+    await motor.set_position(0.002 * q.m)
+    assert await position_mm(motor) == pytest.approx(2.0)
+    assert motor["position"].unit == q.mm
+    assert await motor.get_state() == "standby"
+
+
+async def test_relative_move(make_motor) -> None:
+    motor = await make_motor("move")
+    await motor.move(2 * q.mm)
+    assert await position_mm(motor) == pytest.approx(3.0)
+    await motor.move(-500 * q.um)
+    assert await position_mm(motor) == pytest.approx(2.5)
+    assert await motor.get_state() == "standby"
+
+
+async def test_soft_limits_refuse_and_leave_the_value(make_motor) -> None:
+    motor = await make_motor("soft_limits")
+    position = motor["position"]
+    await position.set_lower(-2 * q.mm)
+    await position.set_upper(2 * q.mm)
+    try:
+        assert await position.get_limits() == (-2 * q.mm, 2 * q.mm)
+        with pytest.raises(SoftLimitError):
+            await motor.set_position(3 * q.mm)
+        with pytest.raises(SoftLimitError):
+            await motor.move(1.5 * q.mm)
+        assert await position_mm(motor) == pytest.approx(1.0)
+        assert await motor.get_state() == "standby"
+        await motor.move(-3 * q.mm)
+        assert await position_mm(motor) == pytest.approx(-2.0)
+    finally:
+        await position.set_lower(None)
+        await position.set_upper(None)
+    assert await position.get_limits() == (None, None)
+
+
+@pytest.mark.parametrize("bad", [1 * q.s, 2 * q.deg])
+async def test_unit_error(make_motor, bad) -> None:
+    motor = await make_motor("unit_error")
+    with pytest.raises(UnitError):
+        await motor.set_position(bad)
+    with pytest.raises(UnitError):
+        await motor.move(bad)
+    assert await position_mm(motor) == pytest.approx(1.0)
+    assert await motor.get_state() == "standby"
+
+
+async def test_hard_limit_then_back(make_motor) -> None:
+    motor = await make_motor("hard_limit")
+    with pytest.raises(HardLimitError):
+        await motor.set_position(25 * q.mm)  # the hard limit is at 20 mm
+    assert await motor.get_state() == "hard-limit"
+    assert await position_mm(motor) == pytest.approx(20.0)
+    await motor.set_position(5 * q.mm)
+    assert await motor.get_state() == "standby"
+    assert await position_mm(motor) == pytest.approx(5.0)
+
+
+async def test_stop_midway_by_cancelling(make_motor) -> None:
+    motor = await make_motor("cancel")
+    task = asyncio.ensure_future(motor.set_position(15 * q.mm))  # 0.28 s
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stopped = await position_mm(motor)
+    assert 1.0 < stopped < 15.0
+    await asyncio.sleep(0.2)
+    assert await position_mm(motor) == pytest.approx(stopped)
+    assert await motor.get_state() == "standby"
+
+
+async def test_home(make_motor) -> None:
+    motor = await make_motor("home")
+    await motor.set_position(3 * q.mm)
+    await motor.home()
+    assert await position_mm(motor) == pytest.approx(0.0)
+    assert await motor.get_state() == "standby"
+
+
+async def test_state_transitions(make_motor) -> None:
+    motor = await make_motor("states")
+    assert await motor.get_state() == "standby"
+    task = asyncio.ensure_future(motor.set_position(11 * q.mm))  # 0.2 s
+    seen = set()
+    while not task.done():
+        seen.add(await motor.get_state())
+        await asyncio.sleep(0.01)
+    await task
+    assert "moving" in seen
+    assert await motor.get_state() == "standby"
+    assert await position_mm(motor) == pytest.approx(11.0)
+
+
+# -- remote only ---------------------------------------------------------------------------
+async def test_remote_camera(servers) -> None:
+    camera = await TangoDevice(CAMERA)
+    try:
+        assert type(camera).__name__ == "RemoteCamera"
+        await camera.set_exposure_time(5 * q.ms)
+        assert (await camera.get_exposure_time()).to(q.ms).magnitude == pytest.approx(5)
+        assert camera["exposure_time"].unit == q.s
+        await camera.set_exposure_time(0.002 * q.s)
+        assert (await camera.get_exposure_time()).to(q.us).magnitude == pytest.approx(2000)
+        with pytest.raises(UnitError):
+            await camera.set_exposure_time(1 * q.mm)
+        assert await camera.get_state() == "standby"
+        await camera.start_recording()
+        assert await camera.get_state() == "recording"
+        await camera.stop_recording()
+        assert await camera.get_state() == "standby"
+    finally:
+        await camera.disconnect()
+
+
+async def test_remote_reconnects_after_restart(servers) -> None:
+    motor = await TangoDevice(RESTART)
+    try:
+        await motor.set_position(2 * q.mm)
+        assert await position_mm(motor) == pytest.approx(2.0)
+        await asyncio.to_thread(servers["restart"].restart)
+        began = time.monotonic()
+        while True:  # a new process: the dummy starts again at 1 mm
+            try:
+                assert await position_mm(motor) == pytest.approx(1.0)
+                break
+            except Exception:
+                if time.monotonic() - began > 10:
+                    raise
+                await asyncio.sleep(0.2)
+        await motor.set_position(4 * q.mm)
+        assert await position_mm(motor) == pytest.approx(4.0)
+        assert await motor.get_state() == "standby"
+    finally:
+        await motor.disconnect()
