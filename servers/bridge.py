@@ -68,6 +68,7 @@ class Mirror:
     announced: bool = False  # kept exact by notifications alone (software state machines)
     current: Any = None
     target: Any = None
+    shown_target: Any = None  # the target last set as the attribute's w_value
     stamp: float = 0.0
     limits: tuple[float | None, float | None] = (None, None)
     echoes: list = field(default_factory=list)  # limits we pushed, not yet seen as events
@@ -297,10 +298,11 @@ class ConcertDevice(Device):
             except BaseException as error:
                 throw(error, f"{self.get_name()}/{mirror.name}")
         attr.set_value(mirror.current)
-        if mirror.target is not None and mirror.value.writable:
-            try:
-                self.get_device_attr().get_w_attr_by_name(mirror.name).set_write_value(
-                    mirror.target)
+        target = mirror.target
+        if target is not None and target is not mirror.shown_target and mirror.value.writable:
+            try:  # Tango keeps w_value: only a new target needs to be set
+                self.get_device_attr().get_w_attr_by_name(mirror.name).set_write_value(target)
+                mirror.shown_target = target
             except (tango.DevFailed, TypeError, ValueError):
                 pass
 
