@@ -78,6 +78,47 @@ def _as_seconds(value: Any) -> float | None:
     return float(value)
 
 
+
+class WriteLock:
+    """A lock flag that, once locked ``permanent``, refuses to be unlocked."""
+
+    __slots__ = ("locked", "permanent", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.locked = False
+        self.permanent = False
+
+    def lock(self, permanent: bool = False) -> None:
+        self.locked = True
+        self.permanent = self.permanent or permanent
+
+    def unlock(self) -> None:
+        if self.permanent:
+            raise LockError(f"{self.what} is locked permanently")
+        self.locked = False
+
+
+class Observers(list):
+    """Callbacks of one kind of change; a failing callback is logged, never propagated."""
+
+    def add(self, observer: Callable[..., None]) -> Callable[[], None]:
+        """Subscribe ``observer``; return the function that unsubscribes it."""
+        self.append(observer)
+
+        def unsubscribe() -> None:
+            if observer in self:
+                self.remove(observer)
+
+        return unsubscribe
+
+    def call(self, *args: Any) -> None:
+        for observer in tuple(self):
+            try:
+                observer(*args)
+            except Exception:
+                LOG.exception("observer of %r failed", args[0])
+
 class Parameter:
     """A named value of a :class:`Parameterizable` with a getter, a setter and a help text.
 
@@ -155,10 +196,9 @@ class ParameterValue:
         self._parameter = parameter
         self._fget, self._fset, self._fget_target = parameter.accessors(type(instance))
         self._fget_is_async = inspect.iscoroutinefunction(self._fget)
-        self._locked = False
-        self._locked_permanently = False
+        self._write_lock = WriteLock(f"parameter {parameter.name!r}")
         self._stash: list[Any] = []
-        self._observers: list[Observer] = []
+        self._observers = Observers()
         self._lock: asyncio.Lock | None = None
         self.last_value: Any = None
 
@@ -257,7 +297,7 @@ class ParameterValue:
         ``UnitError``, ``SoftLimitError``, ``SelectionError``, ``TransitionNotAllowed``)
         without touching the device.
         """
-        if self._locked:
+        if self._write_lock.locked:
             raise LockError(f"parameter {self.name!r} is locked")
         if self._fset is None:
             raise WriteAccessError(self.name)
@@ -298,13 +338,7 @@ class ParameterValue:
     # -- observers ---------------------------------------------------------------------
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer(parameter_value, value)`` on every change; return an unsubscriber."""
-        self._observers.append(observer)
-
-        def unsubscribe() -> None:
-            if observer in self._observers:
-                self._observers.remove(observer)
-
-        return unsubscribe
+        return self._observers.add(observer)
 
     @property
     def has_observers(self) -> bool:
@@ -314,28 +348,21 @@ class ParameterValue:
     def notify(self, value: Any) -> None:
         """Announce a new ``value`` to the observers (devices call this for their own updates)."""
         self.last_value = value
-        for observer in tuple(self._observers):
-            try:
-                observer(self, value)
-            except Exception:
-                LOG.exception("observer of %r failed", self)
+        self._observers.call(self, value)
 
     # -- locking -----------------------------------------------------------------------
     def lock(self, permanent: bool = False) -> None:
         """Refuse writes from now on; a ``permanent`` lock cannot be undone."""
-        self._locked = True
-        self._locked_permanently = self._locked_permanently or permanent
+        self._write_lock.lock(permanent)
 
     def unlock(self) -> None:
         """Allow writes again (``LockError`` if the lock is permanent)."""
-        if self._locked_permanently:
-            raise LockError(f"parameter {self.name!r} is locked permanently")
-        self._locked = False
+        self._write_lock.unlock()
 
     @property
     def locked(self) -> bool:
         """True if the parameter is locked for writing."""
-        return self._locked
+        return self._write_lock.locked
 
     async def __aenter__(self) -> ParameterValue:
         if self._lock is None:
@@ -474,9 +501,8 @@ class QuantityValue(ParameterValue):
         self._accepted_units: Any = object()
         self._lower = quantity.lower
         self._upper = quantity.upper
-        self._limits_locked = False
-        self._limits_locked_permanently = False
-        self._limit_observers: list[Callable[[QuantityValue], None]] = []
+        self._limits_lock = WriteLock(f"limits of {quantity.name!r}")
+        self._limit_observers = Observers()
         hooks = (quantity.external_lower_getter, quantity.external_upper_getter,
                  quantity.user_lower_getter, quantity.user_upper_getter)
         self._plain_limits = all(hook is None for hook in hooks)
@@ -577,7 +603,7 @@ class QuantityValue(ParameterValue):
 
     async def _set_limit(self, value: Any, lower: bool) -> None:
         which = "lower" if lower else "upper"
-        if self._limits_locked:
+        if self._limits_lock.locked:
             raise LockError(f"limits of {self.name!r} are locked")
         if value is not None:
             value = self._parameter.convert(value, f"{which} limit of {self.name}")
@@ -609,36 +635,23 @@ class QuantityValue(ParameterValue):
 
     def lock_limits(self, permanent: bool = False) -> None:
         """Refuse limit changes; a ``permanent`` lock cannot be undone."""
-        self._limits_locked = True
-        self._limits_locked_permanently = self._limits_locked_permanently or permanent
+        self._limits_lock.lock(permanent)
 
     def unlock_limits(self) -> None:
         """Allow limit changes again (``LockError`` if locked permanently)."""
-        if self._limits_locked_permanently:
-            raise LockError(f"limits of {self.name!r} are locked permanently")
-        self._limits_locked = False
+        self._limits_lock.unlock()
 
     @property
     def limits_locked(self) -> bool:
-        return self._limits_locked
+        return self._limits_lock.locked
 
     def subscribe_limits(self, observer: Callable[[QuantityValue], None]) -> Callable[[], None]:
         """Call ``observer(quantity_value)`` whenever the limits change; return an unsubscriber."""
-        self._limit_observers.append(observer)
-
-        def unsubscribe() -> None:
-            if observer in self._limit_observers:
-                self._limit_observers.remove(observer)
-
-        return unsubscribe
+        return self._limit_observers.add(observer)
 
     def notify_limits(self) -> None:
         """Tell limit observers the limits changed (call after changing external limits)."""
-        for observer in tuple(self._limit_observers):
-            try:
-                observer(self)
-            except Exception:
-                LOG.exception("limit observer of %r failed", self)
+        self._limit_observers.call(self)
 
 
 def _tighter(pick: Callable, first: Any, second: Any) -> Any:
