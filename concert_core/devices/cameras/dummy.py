@@ -47,11 +47,17 @@ import tifffile
 from concert_core.coroutines.base import run_in_executor
 from concert_core.devices.cameras import base
 from concert_core.devices.cameras.base import CameraError, FramesExhaustedError
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError, UnitError
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
 
-FAULT_KINDS = ("grab", "start")
+#: Fault kinds of the dummy cameras.
+FAULTS = {
+    "grab": "the next grab fails with StateError, the camera goes to 'error' (recording stops)",
+    "start": "the next start_recording fails with StateError, the camera goes to 'error'",
+}
+FAULT_KINDS = tuple(FAULTS)
 #: Frames of at least this many bytes are produced in a worker thread.
 _THREAD_BYTES = 1 << 20
 #: Distinct noise samples in a bank (tiled to the needed length).
@@ -87,12 +93,14 @@ def _wake(waiter: asyncio.Future) -> None:
         waiter.set_result(None)
 
 
-class _SimulatedCamera(base.Camera):
+class _SimulatedCamera(SimulatedDevice, base.Camera):
     """Timing, triggering, camera memory and faults shared by the simulated cameras.
 
     Subclasses implement ``_frame(index, exposure, roi)`` (the pixels of a frame) and may
     override ``_prepare`` (called when recording starts) and ``_check_available``.
     """
+
+    FAULTS = FAULTS
 
     async def __ainit__(
         self,
@@ -125,11 +133,9 @@ class _SimulatedCamera(base.Camera):
         self._buffered = bool(buffered)
         self._grab_timeout = _quantity(grab_timeout, 2 * q.s, q.s, "grab_timeout")
         self._ring_size = int(ring_size)
-        self._faults: set[str] = set()
         self._recording = False
         self._waiters: set[asyncio.Future] = set()
         self._grab_mutex: asyncio.Lock | None = None
-        self._operation: asyncio.Task | None = None
         self._clock_offset = 0.0
         self._seed = 0
         # AUTO: frame clock anchored at (time, index)
@@ -261,14 +267,10 @@ class _SimulatedCamera(base.Camera):
 
     # -- recording ---------------------------------------------------------------------------
     async def _record_real(self) -> None:
-        if "start" in self._faults:
-            self._faults.discard("start")
+        if self.take_fault("start"):
             raise StateError("error", "injected fault 'start': the camera did not start recording")
-        self._operation = asyncio.current_task()
-        try:
+        with self.operation():
             await self._prepare()
-        finally:
-            self._operation = None
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._clock_offset = time.time() - now
@@ -353,8 +355,7 @@ class _SimulatedCamera(base.Camera):
         return self._grab_mutex
 
     def _fail_if_faulty(self) -> None:
-        if "grab" in self._faults:
-            self._faults.discard("grab")
+        if self.take_fault("grab"):
             self._halt()
             raise StateError("error", "injected fault 'grab': the camera delivered no frame")
 
@@ -433,25 +434,15 @@ class _SimulatedCamera(base.Camera):
         raise NotImplementedError
 
     # -- faults and stopping -----------------------------------------------------------------
-    async def inject_fault(self, kind: str) -> None:
-        """Make the camera fail: ``"grab"`` (the next grab fails, state -> error) or
-        ``"start"`` (the next start_recording fails, state -> error)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        self._faults.add(kind)
-
     async def clear_fault(self) -> None:
         """Drop pending faults; a camera in 'error' returns to 'standby'."""
-        self._faults.clear()
+        await super().clear_fault()
         if await self.get_state() == "error":
             self._halt()
             self["state"].set_software("standby")
 
     async def _emergency_stop(self) -> None:
-        operation = self._operation
-        if operation is not None and operation is not asyncio.current_task():
-            operation.cancel()
-            await asyncio.gather(operation, return_exceptions=True)
+        await self.cancel_operation(timeout=None)
         state = await self.get_state()
         if state == "recording":
             await self._stop_recording()
@@ -802,4 +793,4 @@ class FileCamera(_SimulatedCamera):
         return metadata
 
 
-__all__ = ["FAULT_KINDS", "BufferedCamera", "Camera", "FileCamera"]
+__all__ = ["FAULTS", "FAULT_KINDS", "BufferedCamera", "Camera", "FileCamera"]

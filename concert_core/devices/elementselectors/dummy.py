@@ -9,6 +9,7 @@ from typing import Any
 import pint
 
 from concert_core.devices.elementselectors.base import ElementSelector as BaseElementSelector
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
 from concert_core.quantities import q
 from concert_core.state import transition
@@ -19,13 +20,15 @@ FAULTS = {
 }
 
 
-class TimedSelection:
+class TimedSelection(SimulatedDevice):
     """Simulation of a slide or wheel: moving by ``n`` slots takes ``n * slot_time``.
 
     Mixed into dummies of :class:`~concert_core.devices.elementselectors.base.SelectorDevice`;
     the selection reads the old value until the change has arrived. An emergency stop
     halts a change (the old value stays selected, state ``standby``).
     """
+
+    FAULTS = FAULTS
 
     async def _setup_selection(self, initial: Any, slot_time: pint.Quantity | None) -> None:
         choices = self[self.selection_name].values
@@ -34,8 +37,6 @@ class TimedSelection:
         self._selected = await self[self.selection_name].validate(initial)
         self._slot_time = float((0.05 * q.s if slot_time is None else slot_time)
                                 .to(q.s).magnitude)
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
 
     async def _get_selected(self) -> Any:
         return self._selected
@@ -50,15 +51,11 @@ class TimedSelection:
         if value == self._selected:
             return
         duration = self._change_time(self._selected, value)
-        self._busy = asyncio.current_task()
-        try:
-            if "stall" in self._faults:
-                self._faults.discard("stall")
+        with self.operation():
+            if self.take_fault("stall"):
                 await asyncio.sleep(duration / 2)
                 raise StateError("error", f"stalled between {self._selected!r} and {value!r}")
             await asyncio.sleep(duration)
-        finally:
-            self._busy = None
         self._selected = value
 
     @transition(target="standby")
@@ -66,20 +63,7 @@ class TimedSelection:
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
-
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"stall"``: the next change stops halfway, state ``error``."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see ``reset``)."""
-        self._faults.clear()
+        await self.cancel_operation()
 
 
 class ElementSelector(TimedSelection, BaseElementSelector):

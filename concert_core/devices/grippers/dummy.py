@@ -7,6 +7,7 @@ import asyncio
 import pint
 
 from concert_core.devices.grippers.base import Gripper as BaseGripper
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
 from concert_core.quantities import q
 from concert_core.state import transition
@@ -18,35 +19,30 @@ FAULTS = {
 }
 
 
-class Gripper(BaseGripper):
+class Gripper(SimulatedDevice, BaseGripper):
     """A dummy gripper.
 
     An emergency stop halts the jaws; the gripper keeps its previous state (an interrupted
     grip counts as released, an interrupted release as still gripped: nothing is dropped).
     """
 
+    FAULTS = FAULTS
+
     async def __ainit__(self, motion_time: pint.Quantity | None = None) -> None:
         """``motion_time`` defaults to 0.1 s."""
         await super().__ainit__()
         self._motion_time = float((0.1 * q.s if motion_time is None else motion_time)
                                   .to(q.s).magnitude)
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
         self._before = "released"
 
     async def _move(self, gripping: bool) -> None:
-        self._busy = asyncio.current_task()
-        try:
-            if "jam" in self._faults:
-                self._faults.discard("jam")
+        with self.operation():
+            if self.take_fault("jam"):
                 await asyncio.sleep(self._motion_time / 2)
                 raise StateError("error", "gripper jaws jammed")
             await asyncio.sleep(self._motion_time)
-            if gripping and "slip" in self._faults:
-                self._faults.discard("slip")
+            if gripping and self.take_fault("slip"):
                 raise StateError("error", "no object gripped (slipped)")
-        finally:
-            self._busy = None
 
     @transition(immediate="moving", target="gripped")
     async def _grip(self) -> None:
@@ -63,22 +59,8 @@ class Gripper(BaseGripper):
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
+        if await self.cancel_operation():
             self["state"].set_software(self._before, "motion stopped by emergency stop")
-
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"slip"`` (next grip ends in ``error``) or ``"jam"`` (next motion stops
-        halfway in ``error``)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see :meth:`reset`)."""
-        self._faults.clear()
 
 
 __all__ = ["FAULTS", "Gripper"]

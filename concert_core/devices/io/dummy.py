@@ -9,6 +9,7 @@ import pint
 
 from concert_core.devices.io.base import IO as BaseIO
 from concert_core.devices.io.base import Signal as BaseSignal
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
 from concert_core.state import transition
 
@@ -18,13 +19,10 @@ IO_FAULTS = {"disconnected": "every read_port/write_port raises ConnectionError"
 SIGNAL_FAULTS = {"stuck": "the next on() or trigger() fails: state 'error' (StateError)"}
 
 
-def _check_kind(kind: str, known: dict[str, str]) -> None:
-    if kind not in known:
-        raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(known))}")
-
-
-class IO(BaseIO):
+class IO(SimulatedDevice, BaseIO):
     """A dummy IO with ports ``0 .. num_ports - 1``, all readable and writable."""
+
+    FAULTS = IO_FAULTS
 
     async def __ainit__(self, num_ports: int = 8, port_value: int = 0) -> None:
         """Every port starts at ``port_value``."""
@@ -32,13 +30,12 @@ class IO(BaseIO):
         if num_ports < 1:
             raise ValueError(f"num_ports must be at least 1, got {num_ports}")
         self._port_values = {port: int(port_value) for port in range(num_ports)}
-        self._faults: set[str] = set()
 
     async def _get_ports(self) -> np.ndarray:
         return np.array(sorted(self._port_values), dtype=np.int64)
 
     def _check(self) -> None:
-        if "disconnected" in self._faults:
+        if self.has_fault("disconnected"):
             raise ConnectionError("IO device does not answer")
 
     async def _read_port(self, port: int) -> int:
@@ -49,28 +46,18 @@ class IO(BaseIO):
         self._check()
         self._port_values[port] = value
 
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"disconnected"``: reads and writes raise ConnectionError."""
-        _check_kind(kind, IO_FAULTS)
-        self._faults.add(kind)
 
-    async def clear_fault(self) -> None:
-        """Remove every injected fault."""
-        self._faults.clear()
-
-
-class Signal(BaseSignal):
+class Signal(SimulatedDevice, BaseSignal):
     """A dummy binary signal. An emergency stop switches it off at once."""
+
+    FAULTS = SIGNAL_FAULTS
 
     async def __ainit__(self) -> None:
         await super().__ainit__()
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
         self.pulses = 0  # number of completed trigger pulses (for simulations)
 
     def _fail_if_stuck(self) -> None:
-        if "stuck" in self._faults:
-            self._faults.discard("stuck")
+        if self.take_fault("stuck"):
             raise StateError("error", "signal line stuck")
 
     @transition(target="on")
@@ -84,11 +71,8 @@ class Signal(BaseSignal):
     @transition(immediate="on", target="off")
     async def _trigger(self, duration: pint.Quantity) -> None:
         self._fail_if_stuck()
-        self._busy = asyncio.current_task()
-        try:
+        with self.operation():
             await asyncio.sleep(float(duration.magnitude))
-        finally:
-            self._busy = None
         self.pulses += 1
 
     @transition(target="off")
@@ -96,21 +80,9 @@ class Signal(BaseSignal):
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
+        await self.cancel_operation()
         if await self.get_state() == "on":
             self["state"].set_software("off")
-
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"stuck"``: the next on() or trigger() ends in ``error``."""
-        _check_kind(kind, SIGNAL_FAULTS)
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see :meth:`reset`)."""
-        self._faults.clear()
 
 
 __all__ = ["IO", "IO_FAULTS", "SIGNAL_FAULTS", "Signal"]

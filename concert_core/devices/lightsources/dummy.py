@@ -5,6 +5,7 @@ from __future__ import annotations
 import pint
 
 from concert_core.devices.lightsources.base import LightSource as BaseLightSource
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
 from concert_core.quantities import q
 from concert_core.state import transition
@@ -16,8 +17,10 @@ FAULTS = {
 }
 
 
-class LightSource(BaseLightSource):
+class LightSource(SimulatedDevice, BaseLightSource):
     """A dummy light source. An emergency stop switches it off."""
+
+    FAULTS = FAULTS
 
     async def __ainit__(self, intensity: pint.Quantity | None = None,
                         max_intensity: pint.Quantity | None = None) -> None:
@@ -27,7 +30,6 @@ class LightSource(BaseLightSource):
         await self["intensity"].set_upper(convert(5 * q.V if max_intensity is None
                                                   else max_intensity))
         self._intensity = convert(1 * q.V if intensity is None else intensity)
-        self._faults: set[str] = set()
 
     async def _get_intensity(self) -> pint.Quantity:
         return self._intensity
@@ -37,7 +39,7 @@ class LightSource(BaseLightSource):
 
     @transition(target="on")
     async def _on(self) -> None:
-        if "lamp_failure" in self._faults:
+        if self.has_fault("lamp_failure"):
             raise StateError("error", "lamp burnt out")
 
     @transition(target="off")
@@ -55,15 +57,8 @@ class LightSource(BaseLightSource):
     async def inject_fault(self, kind: str) -> None:
         """Inject ``"lamp_failure"``: a lit source goes to ``error`` at once, otherwise the
         next on() fails."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
+        await super().inject_fault(kind)
         if await self.get_state() == "on":
             self["state"].set_software("error", "lamp burnt out")
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (a new lamp; the state is left alone, see reset)."""
-        self._faults.clear()
-
 
 __all__ = ["FAULTS", "LightSource"]

@@ -13,6 +13,7 @@ from concert_core.devices.base import Device
 from concert_core.devices.monochromators.base import DoubleMonochromator as BaseDouble
 from concert_core.devices.monochromators.base import Monochromator as BaseMonochromator
 from concert_core.devices.photodiodes.dummy import PhotoDiode
+from concert_core.devices.simulation import SimulatedDevice, cancel_task
 from concert_core.errors import StateError
 from concert_core.parameter import Quantity
 from concert_core.quantities import q
@@ -26,8 +27,10 @@ FAULTS = {
 _NOTIFY_PERIOD = 0.05  # s
 
 
-class _SimulatedEnergy:
+class _SimulatedEnergy(SimulatedDevice):
     """Energy moving at ``speed`` (announced at 20 Hz), faults and emergency stop."""
+
+    FAULTS = FAULTS
 
     async def _setup_energy(self, energy: pint.Quantity | None, lower: pint.Quantity | None,
                             upper: pint.Quantity | None, speed: pint.Quantity | None) -> None:
@@ -39,8 +42,6 @@ class _SimulatedEnergy:
         self._speed = float(speed.to(q.keV / q.s).magnitude)
         if self._speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
 
     async def _get_energy(self) -> pint.Quantity:
         return self._energy
@@ -49,15 +50,14 @@ class _SimulatedEnergy:
     async def _set_energy(self, value: pint.Quantity) -> None:
         start = self._energy
         duration = abs(float((value - start).to(q.keV).magnitude)) / self._speed
-        stall = "stall" in self._faults
+        stall = self.has_fault("stall")
         loop = asyncio.get_running_loop()
         began = loop.time()
-        self._busy = asyncio.current_task()
-        try:
+        with self.operation():
             while True:
                 progress = 1.0 if duration <= 0 else min(1.0, (loop.time() - began) / duration)
                 if stall and progress >= 0.5:
-                    self._faults.discard("stall")
+                    self.take_fault("stall")
                     self._energy = start + (value - start) * 0.5
                     self._announce_energy(self._energy)
                     raise StateError("error", f"crystal drive stalled at {self._energy:~.4g}")
@@ -67,28 +67,13 @@ class _SimulatedEnergy:
                     self._energy = value
                     return
                 await asyncio.sleep(min(_NOTIFY_PERIOD, duration * (1 - progress)))
-        finally:
-            self._busy = None
 
     @transition(target="standby")
     async def _reset(self) -> None:
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
-
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"stall"``: the next energy change stops halfway, state ``error``."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see ``reset``)."""
-        self._faults.clear()
+        await self.cancel_operation()
 
 
 class Monochromator(_SimulatedEnergy, BaseMonochromator):
@@ -201,10 +186,7 @@ class DoubleMonochromator(_SimulatedEnergy, BaseDouble):
 
     async def _emergency_stop(self) -> None:
         await super()._emergency_stop()
-        scan = self.__dict__.get("_scan_task")
-        if scan is not None and scan is not asyncio.current_task() and not scan.done():
-            scan.cancel()
-            await asyncio.wait([scan], timeout=1)
+        await cancel_task(self.__dict__.get("_scan_task"))
 
 
 __all__ = ["FAULTS", "DoubleMonochromator", "Monochromator", "TiltStage"]

@@ -30,13 +30,14 @@ import pint
 
 from concert_core.coroutines.base import start
 from concert_core.devices.motors import base
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import HardLimitError, StateError, TransitionNotAllowed, UnitError
 from concert_core.quantities import q
 from concert_core.state import transition
 
 LOG = logging.getLogger(__name__)
 
-#: Faults the dummies can simulate, see :meth:`_SimulatedMotor.inject_fault`.
+#: Faults the dummies can simulate, see :meth:`SimulatedDevice.inject_fault`.
 FAULTS = {
     "stall": "the next motion stops midway and the motor goes to 'error' (StateError)",
     "home": "the next home() fails and the motor goes to 'error' (StateError)",
@@ -70,8 +71,10 @@ class _Motion:
         return min(position, self.end) if self.velocity >= 0 else max(position, self.end)
 
 
-class _SimulatedMotor:
+class _SimulatedMotor(SimulatedDevice):
     """The simulation shared by the dummy motors (positions are floats in the family unit)."""
+
+    FAULTS = FAULTS
 
     # -- set-up ------------------------------------------------------------------------
     def _setup_simulation(
@@ -113,7 +116,6 @@ class _SimulatedMotor:
         self._stop_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._faults: set[str] = set()
         self._continuous_task: asyncio.Task | None = None
 
     def _inside_hard_limits(self, position: float) -> bool:
@@ -139,7 +141,7 @@ class _SimulatedMotor:
         target = float(position.magnitude)
         self._target = target
         velocity = math.copysign(self._speed, target - self._position)
-        await self._drive(_Motion(False, self._take_fault("stall")), velocity, target)
+        await self._drive(_Motion(False, self.take_fault("stall")), velocity, target)
 
     # -- motion ------------------------------------------------------------------------
     def _plan(self, motion: _Motion, p0: float, velocity: float, target: float | None) -> None:
@@ -226,20 +228,14 @@ class _SimulatedMotor:
     def _announce_velocity(self) -> None:
         """Continuous motors tell velocity observers when a motion starts or ends."""
 
-    def _take_fault(self, kind: str) -> bool:
-        if kind in self._faults:
-            self._faults.discard(kind)
-            return True
-        return False
-
     # -- operations ----------------------------------------------------------------------
     @transition(immediate="moving", target="standby")
     async def _home(self) -> None:
-        if self._take_fault("home"):
+        if self.take_fault("home"):
             raise StateError("error", "homing failed (injected fault 'home')")
         self._target = 0.0
         velocity = math.copysign(self._speed, -self._position)
-        await self._drive(_Motion(False, self._take_fault("stall")), velocity, 0.0)
+        await self._drive(_Motion(False, self.take_fault("stall")), velocity, 0.0)
 
     async def _stop(self) -> None:
         if self._motion is not None:
@@ -260,18 +256,6 @@ class _SimulatedMotor:
     @transition(target="standby")
     async def _reset(self) -> None:
         pass
-
-    # -- fault injection ---------------------------------------------------------------
-    async def inject_fault(self, kind: str) -> None:
-        """Make the next operation fail: ``"stall"`` (next motion) or ``"home"`` (next home)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known faults: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Forget every injected fault that has not acted yet."""
-        self._faults.clear()
-
 
 class _SimulatedContinuousMotor(_SimulatedMotor):
     """Adds the constant-velocity motion of continuous motors."""
@@ -318,7 +302,7 @@ class _SimulatedContinuousMotor(_SimulatedMotor):
 
     @transition(immediate="moving", target="standby")
     async def _run_continuous(self, velocity: float) -> None:
-        await self._drive(_Motion(True, self._take_fault("stall")), velocity, None)
+        await self._drive(_Motion(True, self.take_fault("stall")), velocity, None)
 
     def _announce_velocity(self) -> None:
         motion = self._motion

@@ -9,6 +9,7 @@ import numpy as np
 import pint
 
 from concert_core.devices.photodiodes.base import PhotoDiode as BasePhotoDiode
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.quantities import q
 
 #: Fault kinds of the dummy photodiode.
@@ -20,13 +21,15 @@ FAULTS = {
 Source = Callable[[], "pint.Quantity | Awaitable[pint.Quantity]"]
 
 
-class PhotoDiode(BasePhotoDiode):
+class PhotoDiode(SimulatedDevice, BasePhotoDiode):
     """A dummy photodiode.
 
     It reads ``intensity`` unless :meth:`follow` made it a function of something (e.g. a
     simulated rocking curve), adds Gaussian noise of relative standard deviation ``noise`` and
     clips to ``[0, saturation]``.
     """
+
+    FAULTS = FAULTS
 
     async def __ainit__(
         self,
@@ -45,7 +48,6 @@ class PhotoDiode(BasePhotoDiode):
         self._noise = noise
         self._rng = np.random.default_rng(seed)
         self._source: Source | None = None
-        self._faults: set[str] = set()
 
     def follow(self, source: Source | None) -> None:
         """Make the intensity ``source()`` (sync or async, returns volts); ``None`` undoes it.
@@ -55,9 +57,9 @@ class PhotoDiode(BasePhotoDiode):
         self._source = source
 
     async def _get_intensity(self) -> pint.Quantity:
-        if "disconnected" in self._faults:
+        if self.has_fault("disconnected"):
             raise ConnectionError("photodiode does not answer")
-        if "saturated" in self._faults:
+        if self.has_fault("saturated"):
             return self._saturation
         if self._source is None:
             value = self._constant
@@ -69,17 +71,5 @@ class PhotoDiode(BasePhotoDiode):
         if self._noise:
             value = value * (1 + self._noise * self._rng.standard_normal())
         return min(max(value, 0 * q.V), self._saturation)
-
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"disconnected"`` (reads raise ConnectionError) or ``"saturated"`` (reads
-        return the saturation voltage)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault."""
-        self._faults.clear()
-
 
 __all__ = ["FAULTS", "PhotoDiode"]

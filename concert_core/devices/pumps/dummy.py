@@ -7,6 +7,7 @@ import asyncio
 import pint
 
 from concert_core.devices.pumps.base import Pump as BasePump
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
 from concert_core.quantities import q
 from concert_core.state import transition
@@ -18,8 +19,10 @@ FAULTS = {
 }
 
 
-class Pump(BasePump):
+class Pump(SimulatedDevice, BasePump):
     """A dummy pump. An emergency stop halts it at once (state ``standby``)."""
+
+    FAULTS = FAULTS
 
     async def __ainit__(self, flow_rate: pint.Quantity | None = None,
                         max_flow_rate: pint.Quantity | None = None,
@@ -31,8 +34,6 @@ class Pump(BasePump):
             100 * q.ml / q.min if max_flow_rate is None else max_flow_rate))
         self._flow_rate = convert(10 * q.ml / q.min if flow_rate is None else flow_rate)
         self._spin_time = float((0.1 * q.s if spin_time is None else spin_time).to(q.s).magnitude)
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
 
     async def _get_flow_rate(self) -> pint.Quantity:
         return self._flow_rate
@@ -41,15 +42,11 @@ class Pump(BasePump):
         self._flow_rate = value
 
     async def _spin(self) -> None:
-        self._busy = asyncio.current_task()
-        try:
-            if "clog" in self._faults:
-                self._faults.discard("clog")
+        with self.operation():
+            if self.take_fault("clog"):
                 await asyncio.sleep(self._spin_time / 2)
                 raise StateError("error", "pump clogged")
             await asyncio.sleep(self._spin_time)
-        finally:
-            self._busy = None
 
     @transition(immediate="busy", target="pumping")
     async def _start(self) -> None:
@@ -64,26 +61,17 @@ class Pump(BasePump):
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
+        await self.cancel_operation()
         if await self.get_state() != "error":
             self["state"].set_software("standby")
 
     async def inject_fault(self, kind: str) -> None:
         """Inject ``"clog"``: a pumping pump goes to ``error`` at once, otherwise the next
         start() fails halfway (StateError)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
         if kind == "clog" and await self.get_state() == "pumping":
             self["state"].set_software("error", "pump clogged")
             return
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see :meth:`reset`)."""
-        self._faults.clear()
+        await super().inject_fault(kind)
 
 
 __all__ = ["FAULTS", "Pump"]

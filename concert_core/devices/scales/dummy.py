@@ -9,6 +9,7 @@ import pint
 
 from concert_core.devices.scales.base import Scales as BaseScales
 from concert_core.devices.scales.base import TarableScales as BaseTarableScales
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import LimitError
 from concert_core.quantities import q
 from concert_core.state import transition
@@ -20,11 +21,13 @@ FAULTS = {
 }
 
 
-class Scales(BaseScales):
+class Scales(SimulatedDevice, BaseScales):
     """Dummy scales: ``weight`` = load - tare, plus Gaussian ``noise`` (g, standard deviation).
 
     Reading a load above ``capacity`` raises ``LimitError`` (overload).
     """
+
+    FAULTS = FAULTS
 
     async def __ainit__(self, load: pint.Quantity | None = None,
                         capacity: pint.Quantity | None = None, noise: pint.Quantity | None = None,
@@ -37,7 +40,6 @@ class Scales(BaseScales):
         self._noise = convert(0 * q.g if noise is None else noise)
         self._tare_offset = 0 * q.g
         self._rng = np.random.default_rng(seed)
-        self._faults: set[str] = set()
         self._drift_since = 0.0
 
     def place(self, load: pint.Quantity) -> None:
@@ -45,14 +47,14 @@ class Scales(BaseScales):
         self._load = self["weight"].parameter.convert(load)
 
     def _gross(self) -> pint.Quantity:
-        if "disconnected" in self._faults:
+        if self.has_fault("disconnected"):
             raise ConnectionError("scales do not answer")
         if self._load > self._capacity:
             raise LimitError(f"overload: load exceeds the capacity {self._capacity:~}")
         value = self._load
         if self._noise.magnitude:
             value = value + self._noise * self._rng.standard_normal()
-        if "drift" in self._faults:
+        if self.has_fault("drift"):
             value = value + (asyncio.get_running_loop().time() - self._drift_since) * q.g
         return value
 
@@ -61,15 +63,9 @@ class Scales(BaseScales):
 
     async def inject_fault(self, kind: str) -> None:
         """Inject ``"disconnected"`` (reads raise ConnectionError) or ``"drift"`` (+1 g/s)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        if kind == "drift" and kind not in self._faults:
+        if kind == "drift" and not self.has_fault(kind):
             self._drift_since = asyncio.get_running_loop().time()
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault."""
-        self._faults.clear()
+        await super().inject_fault(kind)
 
 
 class TarableScales(Scales, BaseTarableScales):
@@ -81,16 +77,12 @@ class TarableScales(Scales, BaseTarableScales):
         """As :class:`Scales`; ``tare_time`` defaults to 0.2 s."""
         await super().__ainit__(load=load, capacity=capacity, noise=noise, seed=seed)
         self._tare_time = float((0.2 * q.s if tare_time is None else tare_time).to(q.s).magnitude)
-        self._busy: asyncio.Task | None = None
 
     @transition(immediate="busy", target="standby")
     async def _tare(self) -> None:
-        self._busy = asyncio.current_task()
-        try:
+        with self.operation():
             await asyncio.sleep(self._tare_time)
             self._tare_offset = self._gross()
-        finally:
-            self._busy = None
         self["weight"].notify(self._gross() - self._tare_offset)
 
     @transition(target="standby")
@@ -98,10 +90,7 @@ class TarableScales(Scales, BaseTarableScales):
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
+        await self.cancel_operation()
 
 
 __all__ = ["FAULTS", "Scales", "TarableScales"]

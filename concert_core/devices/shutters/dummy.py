@@ -7,6 +7,7 @@ import asyncio
 import pint
 
 from concert_core.devices.shutters.base import Shutter as BaseShutter
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
 from concert_core.quantities import q
 from concert_core.state import transition
@@ -18,12 +19,14 @@ FAULTS = {
 }
 
 
-class Shutter(BaseShutter):
+class Shutter(SimulatedDevice, BaseShutter):
     """A dummy shutter.
 
     Opening and closing take ``motion_time`` (state ``moving`` meanwhile). An emergency stop
     drops the shutter closed at once (its safe state), also in the middle of a motion.
     """
+
+    FAULTS = FAULTS
 
     async def __ainit__(self, state: str = "closed", motion_time: pint.Quantity | None = None
                         ) -> None:
@@ -33,20 +36,14 @@ class Shutter(BaseShutter):
             raise ValueError(f"state must be 'closed' or 'open', not {state!r}")
         self["state"].set_software(state)
         self._motion_time = (0.05 * q.s if motion_time is None else motion_time).to(q.s)
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
 
     async def _travel(self) -> None:
-        duration = float(self._motion_time.magnitude) * (10 if "slow" in self._faults else 1)
-        self._busy = asyncio.current_task()
-        try:
-            if "jam" in self._faults:
-                self._faults.discard("jam")
+        duration = float(self._motion_time.magnitude) * (10 if self.has_fault("slow") else 1)
+        with self.operation():
+            if self.take_fault("jam"):
                 await asyncio.sleep(duration / 2)
                 raise StateError("error", "shutter jammed halfway")
             await asyncio.sleep(duration)
-        finally:
-            self._busy = None
 
     @transition(immediate="moving", target="open")
     async def _open(self) -> None:
@@ -61,23 +58,9 @@ class Shutter(BaseShutter):
         pass
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
+        await self.cancel_operation()
         if await self.get_state() != "error":
             self["state"].set_software("closed")
-
-    async def inject_fault(self, kind: str) -> None:
-        """Inject a fault: ``"jam"`` (next motion stops halfway, state ``error``) or
-        ``"slow"`` (motions take ten times longer)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see :meth:`reset`)."""
-        self._faults.clear()
 
 
 __all__ = ["FAULTS", "Shutter"]

@@ -17,6 +17,7 @@ import weakref
 
 import pint
 
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.devices.storagerings.base import StorageRing as BaseStorageRing
 from concert_core.quantities import q
 
@@ -36,14 +37,16 @@ async def _monitor(ring_ref: weakref.ref, period: float) -> None:
         if ring is None:
             return
         current = ring["current"]
-        if current.has_observers and not ring._faults & {"readout"}:
+        if current.has_observers and not ring.has_fault("readout"):
             current.notify(ring._current_now())
         del ring, current  # hold no strong reference while sleeping
         await asyncio.sleep(period)
 
 
-class StorageRing(BaseStorageRing):
+class StorageRing(SimulatedDevice, BaseStorageRing):
     """A dummy storage ring: ``current(t) = current * exp(-t / lifetime)``."""
+
+    FAULTS = FAULTS
 
     async def __ainit__(
         self,
@@ -64,7 +67,6 @@ class StorageRing(BaseStorageRing):
             raise ValueError(f"lifetime must be positive, got {self._lifetime}")
         period = 0.1 * q.s if notify_period is None else notify_period
         self._period = float(period.to(q.s).magnitude)
-        self._faults: set[str] = set()
         self._refill()
         task = asyncio.get_running_loop().create_task(_monitor(weakref.ref(self), self._period))
         _monitors.add(task)
@@ -76,14 +78,14 @@ class StorageRing(BaseStorageRing):
         self._start_time = time.monotonic()
 
     def _current_now(self) -> pint.Quantity:
-        if "beam_loss" in self._faults:
+        if self.has_fault("beam_loss"):
             return 0 * q.mA
         elapsed = (time.monotonic() - self._start_time) * q.s
         decay = math.exp(-float((elapsed / self._lifetime).to(q.dimensionless).magnitude))
         return self._start_current * decay
 
     def _check_readout(self) -> None:
-        if "readout" in self._faults:
+        if self.has_fault("readout"):
             raise ConnectionError("storage ring control system unreachable")
 
     async def _get_current(self) -> pint.Quantity:
@@ -101,16 +103,14 @@ class StorageRing(BaseStorageRing):
     async def inject_fault(self, kind: str) -> None:
         """Inject ``"beam_loss"`` (current 0 mA) or ``"readout"`` (reads raise
         ConnectionError)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
+        await super().inject_fault(kind)
         if kind == "beam_loss":
             self["current"].notify(0 * q.mA)
 
     async def clear_fault(self) -> None:
         """Remove every injected fault; after a beam loss the ring is refilled."""
-        lost = "beam_loss" in self._faults
-        self._faults.clear()
+        lost = self.has_fault("beam_loss")
+        await super().clear_fault()
         if lost:
             self._refill()
             self["current"].notify(self._current_now())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pint
 
+from concert_core.devices.simulation import SimulatedDevice
 from concert_core.devices.xraytubes.base import XRayTube as BaseXRayTube
 from concert_core.errors import LimitError, StateError
 from concert_core.quantities import q
@@ -27,7 +28,7 @@ def _relative(delta: pint.Quantity, full: pint.Quantity) -> float:
     return abs(float((delta / full).to(q.dimensionless).magnitude))
 
 
-class XRayTube(BaseXRayTube):
+class XRayTube(SimulatedDevice, BaseXRayTube):
     """A dummy x-ray tube.
 
     ``voltage``/``current`` read the actual output: zero while off, the set point while on,
@@ -36,6 +37,8 @@ class XRayTube(BaseXRayTube):
     Set points are refused with ``LimitError`` if voltage * current would exceed ``max_power``.
     An emergency stop switches the high voltage off at once.
     """
+
+    FAULTS = FAULTS
 
     async def __ainit__(
         self,
@@ -56,8 +59,6 @@ class XRayTube(BaseXRayTube):
         self._ramp_time = float((0.5 * q.s if ramp_time is None else ramp_time).to(q.s).magnitude)
         self._target_v, self._target_i = self._set_v, self._set_i
         self._fraction = 0.0  # output relative to the set points (0 = off, 1 = on)
-        self._faults: set[str] = set()
-        self._busy: asyncio.Task | None = None
 
     # -- accessors -------------------------------------------------------------------
     async def _get_voltage(self) -> pint.Quantity:
@@ -115,13 +116,12 @@ class XRayTube(BaseXRayTube):
         """Call ``step(progress)`` from 0 to 1 over ``duration`` seconds, announcing values."""
         loop = asyncio.get_running_loop()
         began = loop.time()
-        arc = "arc" in self._faults
-        self._busy = asyncio.current_task()
-        try:
+        arc = self.has_fault("arc")
+        with self.operation():
             while True:
                 progress = 1.0 if duration <= 0 else min(1.0, (loop.time() - began) / duration)
                 if arc and progress >= 0.5:
-                    self._faults.discard("arc")
+                    self.take_fault("arc")
                     self._fraction = 0.0
                     self._announce()
                     raise StateError("error", "high voltage arc: tube tripped")
@@ -130,8 +130,6 @@ class XRayTube(BaseXRayTube):
                 if progress >= 1.0:
                     return
                 await asyncio.sleep(min(_NOTIFY_PERIOD, max(0.0, duration * (1 - progress))))
-        finally:
-            self._busy = None
 
     def _announce(self) -> None:
         voltage, current = self._set_v * self._fraction, self._set_i * self._fraction
@@ -141,7 +139,7 @@ class XRayTube(BaseXRayTube):
 
     @transition(immediate="moving", target="on")
     async def _on(self) -> None:
-        if "interlock" in self._faults:
+        if self.has_fault("interlock"):
             raise StateError("off", "interlock open: the tube cannot be switched on")
         start = self._fraction
         await self._ramp(lambda p: setattr(self, "_fraction", start + (1 - start) * p),
@@ -159,27 +157,12 @@ class XRayTube(BaseXRayTube):
         self._announce()
 
     async def _emergency_stop(self) -> None:
-        task = self._busy
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1)
+        await self.cancel_operation()
         self._fraction = 0.0
         self._target_v, self._target_i = self._set_v, self._set_i
         self._announce()
         if await self.get_state() != "error":
             self["state"].set_software("off")
-
-    # -- faults ----------------------------------------------------------------------
-    async def inject_fault(self, kind: str) -> None:
-        """Inject ``"arc"`` (the next ramp trips halfway, state ``error``) or ``"interlock"``
-        (on() is refused with StateError, the tube stays ``off``)."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(sorted(FAULTS))}")
-        self._faults.add(kind)
-
-    async def clear_fault(self) -> None:
-        """Remove every injected fault (the state is left alone; see :meth:`reset`)."""
-        self._faults.clear()
 
 
 __all__ = ["FAULTS", "XRayTube"]
