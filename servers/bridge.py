@@ -33,7 +33,7 @@ from concert_core.parameter import ParameterValue, QuantityValue, SelectionValue
 from concert_core.state import StateValue
 from servers.configuration import check_device_config, parse_args
 from servers.families import Published
-from servers.introspect import CommandSpec, Kind, camel_case, commands_of
+from servers.introspect import CommandSpec, Kind, commands_of
 from servers.mapping import (
     BUSY,
     COMMAND_TYPES,
@@ -357,8 +357,6 @@ class ConcertDevice(Device):
         else:
             state = tango_state(self._concert_state)
             status = self._state_value.describe() if self._state_value is not None else "on"
-            if self._concert_state is not None:
-                status = self._state_value.describe()
             if self._fault:
                 if state not in (tango.DevState.FAULT, tango.DevState.ALARM):
                     state = tango.DevState.FAULT
@@ -678,4 +676,4 @@ def tango_class(published: Published) -> type:
                            exec_body=lambda ns: ns.update(namespace))
 
 
-__all__ = ["GUARD", "ConcertDevice", "camel_case", "decode_arguments", "tango_class"]
+__all__ = ["GUARD", "ConcertDevice", "decode_arguments", "tango_class"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin
@@ -19,7 +18,7 @@ import numpy as np
 import pint
 
 from concert_core.arguments import UnitOf
-from concert_core.devices.base import Device
+from concert_core.naming import camel_case
 from concert_core.parameter import Parameter, Quantity, Selection
 from concert_core.state import State
 
@@ -36,16 +35,6 @@ OBJECT_COMMANDS = {
 
 #: Methods never published (machinery, or not meaningful remotely).
 HIDDEN = {"parameter_table", "install_parameters", "logger", "inject_fault", "clear_fault"}
-
-
-def camel_case(name: str) -> str:
-    """``start_recording`` -> ``StartRecording``."""
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
-
-
-def snake_case(name: str) -> str:
-    """``StartRecording`` -> ``start_recording``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class Kind(enum.Enum):
@@ -241,18 +230,12 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
     )
 
 
-def is_device_class(obj: Any) -> bool:
-    return inspect.isclass(obj) and issubclass(obj, Device)
-
-
 __all__ = [
     "OBJECT_COMMANDS",
     "Argument",
     "CommandSpec",
     "Kind",
     "ParameterSpec",
-    "camel_case",
     "commands_of",
     "parameters_of",
-    "snake_case",
 ]

@@ -9,6 +9,7 @@ import pytest
 from concert_core.arguments import InUnitOf, UnitOf, argument_units
 from concert_core.base import Parameter, Quantity, State, transition
 from concert_core.devices.base import Device
+from concert_core.naming import camel_case, snake_case
 from concert_core.quantities import q
 
 
@@ -110,9 +111,12 @@ async def test_dropped_device_is_garbage_collected():
     assert ref() is None
 
 
-def test_logger_is_named_after_the_class():
-    assert Slit.logger.fget is not None
-    assert Device.__dict__.get("logger") is None  # inherited from Parameterizable
+@pytest.mark.parametrize(("method", "command"), [
+    ("move", "Move"), ("start_recording", "StartRecording"),
+    ("emergency_stop", "EmergencyStop"), ("get_last_tune_scan", "GetLastTuneScan")])
+def test_method_and_command_names_round_trip(method, command):
+    assert camel_case(method) == command
+    assert snake_case(command) == method
 
 
 async def test_logger_name():

@@ -29,6 +29,7 @@ import concert_core.devices
 from concert_core import errors
 from concert_core.arguments import argument_units
 from concert_core.devices.base import Device
+from concert_core.naming import snake_case
 from concert_core.parameter import Parameter, Quantity, Selection
 from concert_core.quantities import parse_unit
 from concert_core.state import ANY, State
@@ -110,7 +111,7 @@ class RemoteDevice(Device):
         await super().__ainit__()
         self.proxy = proxy
         self.tango_name: str = proxy.dev_name()
-        self._config = config
+        self.attribute_config = config  # the attribute configurations read at connection
         self._state_changed = asyncio.Event()
         self._event_ids: list[int] = []
         loop = asyncio.get_running_loop()
@@ -312,7 +313,7 @@ def _class_for(family: type, attributes: dict[str, Any], commands: list[str]) ->
         if name in attributes:
             namespace[name] = _attribute_parameter(name, attributes[name], parameter)
     for command in commands:
-        method_name = "_".join(part.lower() for part in _split_camel(command))
+        method_name = snake_case(command)
         if command in ("State", "Status", "Init", "Lock", "Unlock", "Stash", "Restore",
                        "EmergencyStop"):
             continue
@@ -329,17 +330,6 @@ def _class_for(family: type, attributes: dict[str, Any], commands: list[str]) ->
         namespace["state"] = State(help="state of the remote device")
     return types.new_class(f"Remote{family.__name__}", (RemoteDevice, family),
                            exec_body=lambda ns: ns.update(namespace))
-
-
-def _split_camel(name: str) -> list[str]:
-    parts, current = [], ""
-    for char in name:
-        if char.isupper() and current:
-            parts.append(current)
-            current = char
-        else:
-            current += char
-    return [*parts, current] if current else parts
 
 
 _EXECUTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

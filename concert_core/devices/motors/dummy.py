@@ -77,6 +77,20 @@ class _SimulatedMotor(SimulatedDevice):
     FAULTS = FAULTS
 
     # -- set-up ------------------------------------------------------------------------
+    async def __ainit__(
+        self,
+        position: pint.Quantity | None = None,
+        lower_hard_limit: pint.Quantity | None = None,
+        upper_hard_limit: pint.Quantity | None = None,
+        speed: pint.Quantity | None = None,
+        update_interval: pint.Quantity | None = None,
+    ) -> None:
+        """``position`` (0 mm or deg), hard limits (none), ``speed`` (100 mm/s or deg/s) and
+        ``update_interval`` of position notifications while moving (20 ms, at most 50 ms)."""
+        await super().__ainit__()
+        self._setup_simulation(position, lower_hard_limit, upper_hard_limit, speed,
+                               update_interval)
+
     def _setup_simulation(
         self,
         position: pint.Quantity | None,
@@ -260,6 +274,21 @@ class _SimulatedMotor(SimulatedDevice):
 class _SimulatedContinuousMotor(_SimulatedMotor):
     """Adds the constant-velocity motion of continuous motors."""
 
+    async def __ainit__(
+        self,
+        position: pint.Quantity | None = None,
+        lower_hard_limit: pint.Quantity | None = None,
+        upper_hard_limit: pint.Quantity | None = None,
+        speed: pint.Quantity | None = None,
+        velocity: pint.Quantity | None = None,
+        update_interval: pint.Quantity | None = None,
+    ) -> None:
+        """As the positional motors; a non-zero ``velocity`` starts a constant motion at once."""
+        await super().__ainit__(position, lower_hard_limit, upper_hard_limit, speed,
+                                update_interval)
+        if velocity is not None:
+            await self.set_velocity(velocity)
+
     async def _get_velocity(self) -> pint.Quantity:
         motion = self._motion
         return q.Quantity(0.0 if motion is None else motion.velocity, self._speed_unit)
@@ -320,77 +349,17 @@ def _to_float(value: Any, unit: Any, what: str) -> float:
 class LinearMotor(_SimulatedMotor, base.LinearMotor):
     """A simulated linear motor (see the module's documentation)."""
 
-    async def __ainit__(
-        self,
-        position: pint.Quantity | None = None,
-        lower_hard_limit: pint.Quantity | None = None,
-        upper_hard_limit: pint.Quantity | None = None,
-        speed: pint.Quantity | None = None,
-        update_interval: pint.Quantity | None = None,
-    ) -> None:
-        """``position`` (0 mm), hard limits (none), ``speed`` (100 mm/s) and
-        ``update_interval`` of position notifications while moving (20 ms, at most 50 ms)."""
-        await super().__ainit__()
-        self._setup_simulation(position, lower_hard_limit, upper_hard_limit, speed,
-                               update_interval)
-
 
 class ContinuousLinearMotor(_SimulatedContinuousMotor, base.ContinuousLinearMotor):
     """A simulated linear motor with a constant-velocity mode."""
-
-    async def __ainit__(
-        self,
-        position: pint.Quantity | None = None,
-        lower_hard_limit: pint.Quantity | None = None,
-        upper_hard_limit: pint.Quantity | None = None,
-        speed: pint.Quantity | None = None,
-        velocity: pint.Quantity | None = None,
-        update_interval: pint.Quantity | None = None,
-    ) -> None:
-        """As :class:`LinearMotor`; a non-zero ``velocity`` starts a constant motion at once."""
-        await super().__ainit__()
-        self._setup_simulation(position, lower_hard_limit, upper_hard_limit, speed,
-                               update_interval)
-        if velocity is not None:
-            await self.set_velocity(velocity)
 
 
 class RotationMotor(_SimulatedMotor, base.RotationMotor):
     """A simulated rotation motor (see the module's documentation)."""
 
-    async def __ainit__(
-        self,
-        position: pint.Quantity | None = None,
-        lower_hard_limit: pint.Quantity | None = None,
-        upper_hard_limit: pint.Quantity | None = None,
-        speed: pint.Quantity | None = None,
-        update_interval: pint.Quantity | None = None,
-    ) -> None:
-        """``position`` (0 deg), hard limits (none), ``speed`` (100 deg/s) and
-        ``update_interval`` of position notifications while moving (20 ms, at most 50 ms)."""
-        await super().__ainit__()
-        self._setup_simulation(position, lower_hard_limit, upper_hard_limit, speed,
-                               update_interval)
-
 
 class ContinuousRotationMotor(_SimulatedContinuousMotor, base.ContinuousRotationMotor):
     """A simulated rotation motor with a constant-velocity mode."""
-
-    async def __ainit__(
-        self,
-        position: pint.Quantity | None = None,
-        lower_hard_limit: pint.Quantity | None = None,
-        upper_hard_limit: pint.Quantity | None = None,
-        speed: pint.Quantity | None = None,
-        velocity: pint.Quantity | None = None,
-        update_interval: pint.Quantity | None = None,
-    ) -> None:
-        """As :class:`RotationMotor`; a non-zero ``velocity`` starts a constant rotation at once."""
-        await super().__ainit__()
-        self._setup_simulation(position, lower_hard_limit, upper_hard_limit, speed,
-                               update_interval)
-        if velocity is not None:
-            await self.set_velocity(velocity)
 
 
 __all__ = [
