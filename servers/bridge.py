@@ -73,6 +73,8 @@ class Mirror:
     limits: tuple[float | None, float | None] = (None, None)
     echoes: list = field(default_factory=list)  # limits we pushed, not yet seen as events
     requested: tuple | None = None  # the limits a client set last (already in its config)
+    pending_limits: tuple | None = None  # (sequence, min text, max text) not yet applied
+    applied_limits: int = 0  # sequence number of the limits last applied to Tango
     unsubscribers: list = field(default_factory=list)
 
     def to_tango(self, value: Any) -> Any:
@@ -120,6 +122,8 @@ class ConcertDevice(Device):
         self._operations: set[asyncio.Task] = set()
         self._background: set[asyncio.Task] = set()
         self._helpers: set[asyncio.Task] = set()
+        self._limits_lock = threading.Lock()
+        self._limits_sequence = 0
         self._started: list[asyncio.Future] = []
         self._fault = ""
         self._init_error = ""
@@ -317,9 +321,16 @@ class ConcertDevice(Device):
         mirror = self._mirrors[attr.get_name()]
         try:
             value = mirror.from_tango(attr.get_write_value())
-            self._loop.run(self._write(mirror, value), timeout=GUARD + 0.3)
+            self._loop.run(self._write(mirror, value), timeout=GUARD + 0.5)
         except BaseException as error:
             throw(error, f"{self.get_name()}/{mirror.name}")
+        finally:
+            # Limits this write changed (e.g. a camera's ROI) are in place before the
+            # client gets its answer, so its next write is checked against them.
+            for other in self._mirrors.values():
+                pending = other.pending_limits
+                if pending is not None and pending[0] > other.applied_limits:
+                    self._apply_limits(other, wait=False)
 
     async def _write(self, mirror: Mirror, value: Any) -> None:
         value = await mirror.value.validate(value)
@@ -327,6 +338,8 @@ class ConcertDevice(Device):
             mirror.target = mirror.to_tango(value)
         await self._start(asyncio.ensure_future(mirror.value.set(value)), f"write {mirror.name}",
                           wait_for_state=True)
+        if self._helpers:  # limit updates the write caused
+            await asyncio.wait(set(self._helpers), timeout=0.5)
 
     # -- notifications (loop thread) -----------------------------------------------------
     def _on_value(self, value: ParameterValue, new: Any) -> None:
@@ -402,19 +415,31 @@ class ConcertDevice(Device):
         if mirror.limits == mirror.requested:
             return  # the client's configuration shows them; a push could undo a newer one
         mirror.requested = None
-        self._pusher.put(lambda: self._push_limits(mirror.name, low, high))
+        self._limits_sequence += 1
+        mirror.pending_limits = (self._limits_sequence, low, high)  # one atomic store
+        self._pusher.put(lambda: self._apply_limits(mirror))
 
-    def _push_limits(self, name: str, low: str, high: str) -> None:
-        if not self._alive:
+    def _apply_limits(self, mirror: Mirror, wait: bool = True) -> None:
+        """Set the newest pending limits of ``mirror`` as its attribute's min/max.
+
+        Runs on the pusher, or on the omniORB thread of a write that changed limits
+        (``wait=False``: that thread holds the device monitor, so it never waits long for
+        a pusher that might want the monitor too)."""
+        if not self._limits_lock.acquire(timeout=-1 if wait else 1.0):
             return
-        mirror = self._mirrors.get(name)
-        if mirror is not None:
+        try:
+            pending = mirror.pending_limits
+            if pending is None or pending[0] <= mirror.applied_limits or not self._alive:
+                return
+            mirror.applied_limits, low, high = pending
             mirror.echoes.append((parse_limit_text(low), parse_limit_text(high)))
-        attribute = self.get_device_attr().get_attr_by_name(name)
-        properties = attribute.get_properties()
-        properties.min_value = low
-        properties.max_value = high
-        attribute.set_properties(properties)
+            attribute = self.get_device_attr().get_attr_by_name(mirror.name)
+            properties = attribute.get_properties()
+            properties.min_value = low
+            properties.max_value = high
+            attribute.set_properties(properties)
+        finally:
+            self._limits_lock.release()
 
     # -- limits written by clients (Jive's attribute configuration) ---------------------
     def _watch_attribute_config(self) -> None:

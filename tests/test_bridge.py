@@ -482,6 +482,14 @@ def test_server_side_limit_change_updates_min_max(beamline) -> None:
             camera.roi_width = width
         assert wait_for(lambda: float(camera.get_attribute_config("roi_x0").max_value)
                         == pytest.approx(0.0))
+    # Limits a write changes are in place when the write returns: each write below is
+    # legal only under the limits the one before it set.
+    for _ in range(5):
+        camera.roi_width = width - 100
+        camera.roi_x0 = 100
+        camera.roi_x0 = 0
+        camera.roi_width = width
+    assert float(camera.get_attribute_config("roi_width").max_value) == pytest.approx(width)
 
 
 def test_client_set_attribute_config_sets_user_limits(beamline) -> None:
