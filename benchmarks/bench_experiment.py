@@ -148,7 +148,7 @@ async def part_b(directory: Path, file_format: str, repeats: int) -> tuple[float
             await experiment.run()
             best = min(best, time.perf_counter() - start)
             written += sum(writer.written.values())
-        for device in (camera, flat_motor, tomo_motor, shutter, ring):
+        for device in (camera, flat_motor, tomo_motor, shutter, ring, walker):
             await device.disconnect()
         return best, written
     finally:

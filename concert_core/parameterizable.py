@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from concert_core.asyncobject import AsyncObject
@@ -122,6 +122,21 @@ class Parameterizable(AsyncObject):
             object.__setattr__(self, name, value)
 
     # -- whole-object operations -------------------------------------------------------
+    async def read_values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """Read the parameters ``names`` (default: every readable one) and return their
+        values by name; a parameter that cannot be read maps to its exception. A remote
+        device overrides this to read them all in one round trip."""
+        values: dict[str, Any] = {}
+        for name in sorted(self._readable_names() if names is None else names):
+            try:
+                values[name] = await self[name].get()
+            except Exception as error:
+                values[name] = error
+        return values
+
+    def _readable_names(self) -> list[str]:
+        return [value.name for value in self if value.readable]
+
     async def stash(self) -> None:
         """Stash every writable parameter (see :meth:`ParameterValue.stash`)."""
         for value in self:

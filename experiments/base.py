@@ -117,14 +117,11 @@ def jsonable(value: Any) -> Any:
 
 async def read_parameters(obj: Parameterizable) -> dict[str, Any]:
     """Read every readable parameter of ``obj`` through its public API (errors as text)."""
-    values: dict[str, Any] = {}
-    for parameter in obj:
-        if not parameter.readable:
-            continue
-        try:
-            values[parameter.name] = jsonable(await parameter.get())
-        except Exception as error:  # metadata must show what failed, not stop the run
-            values[parameter.name] = f"<{type(error).__name__}: {error}>"
+    values = {}
+    for name, value in (await obj.read_values()).items():
+        # metadata must show what failed, not stop the run
+        values[name] = f"<{type(value).__name__}: {value}>" if isinstance(value, Exception) \
+            else jsonable(value)
     return values
 
 
@@ -343,11 +340,14 @@ class Experiment(Parameterizable):
 
     async def get_metadata(self) -> dict[str, Any]:
         """Every experiment and device parameter, read through the public API."""
-        devices = {}
-        for name, device in self.devices().items():
-            devices[name] = {"class": type(device).__name__, **await read_parameters(device)}
+        named = self.devices()
+        # Devices are read concurrently: remote ones each in one round trip.
+        *readings, own = await asyncio.gather(
+            *(read_parameters(device) for device in named.values()), read_parameters(self))
+        devices = {name: {"class": type(device).__name__, **reading}
+                   for (name, device), reading in zip(named.items(), readings, strict=True)}
         return {
-            "experiment": {"class": type(self).__name__, **await read_parameters(self)},
+            "experiment": {"class": type(self).__name__, **own},
             "acquisitions": [acquisition.name for acquisition in self._acquisitions],
             "devices": devices,
             "time": datetime.datetime.now(datetime.UTC).isoformat(),

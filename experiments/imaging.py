@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pint
 
+from concert_core.coroutines import sleep
 from concert_core.devices.cameras.base import Camera, CameraError
 from concert_core.devices.motors.base import LinearMotor, RotationMotor
 from concert_core.helpers import ImageWithMetadata
@@ -113,7 +114,7 @@ async def _until_recording(camera: Camera, sending: asyncio.Future, timeout: flo
             return
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"the camera did not start recording within {timeout} s")
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.001)
 
 
 def _camera_error(camera: Camera, sending: asyncio.Future | None, error: Exception
@@ -239,16 +240,23 @@ class ImagingExperiment(Experiment):
             for index in range(number):
                 extra = await before(index) if before is not None else {}
                 began = loop.time()
+                # The frame's metadata (a ring current, ...) are read during its exposure.
+                metadata = asyncio.ensure_future(self._frame_metadata())
                 try:
-                    await camera.trigger()
-                except Exception as error:
-                    raise _camera_error(camera, sending, error) from error
-                extra.update(await self._frame_metadata())
+                    try:
+                        await camera.trigger()
+                    except Exception as error:
+                        raise _camera_error(camera, sending, error) from error
+                    extra.update(await metadata)
+                finally:
+                    if not metadata.done():
+                        metadata.cancel()
+                        await asyncio.gather(metadata, return_exceptions=True)
                 if index + 1 - confirmed > _MAX_AHEAD:
                     confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
                 rest = exposure - (loop.time() - began)
                 if rest > 0:
-                    await asyncio.sleep(rest)
+                    await sleep(rest)  # keeps sub-millisecond rests
                 yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)), index,
                                   exposure, extra)
             try:

@@ -34,7 +34,8 @@ OBJECT_COMMANDS = {
 }
 
 #: Methods never published (machinery, or not meaningful remotely).
-HIDDEN = {"parameter_table", "install_parameters", "logger", "inject_fault", "clear_fault"}
+HIDDEN = {"parameter_table", "install_parameters", "logger", "inject_fault", "clear_fault",
+          "read_values"}
 
 
 class Kind(enum.Enum):

@@ -7,6 +7,7 @@ import contextvars
 import gc
 import inspect
 import threading
+import time
 
 import pytest
 
@@ -21,6 +22,7 @@ from concert_core.coroutines.base import (
     run_in_executor,
     run_in_loop,
     running_tasks,
+    sleep,
     start,
     wait_until,
 )
@@ -207,6 +209,41 @@ def test_broadcast_refuses_unbounded_queues():
 
 
 # wait_until
+
+
+async def test_sleep_keeps_sub_millisecond_times_and_lets_others_run():
+    ticks = 0
+
+    async def other() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(other())
+    await asyncio.sleep(0)
+    began = time.monotonic()
+    await sleep(0.0003)
+    assert time.monotonic() - began >= 0.0003  # never shorter than asked
+    assert ticks > 1  # the loop ran other tasks meanwhile
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_sleep_stop_ends_a_short_wait_and_long_ones_use_a_timer():
+    calls = 0
+
+    def stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return True
+
+    began = time.monotonic()
+    await sleep(0.0009, stop=stop)
+    assert calls == 1  # asked before the first yield, and the wait ended there
+    await sleep(0.003, stop=stop)  # a timer: stop only concerns short waits
+    assert calls == 1
+    assert time.monotonic() - began >= 0.003
 
 
 async def test_wait_until_returns_once_true_sync_and_async():

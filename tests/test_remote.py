@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from concert_core.devices.motors import dummy
-from concert_core.errors import HardLimitError, SoftLimitError, UnitError
+from concert_core.errors import HardLimitError, ParameterError, SoftLimitError, UnitError
 from concert_core.quantities import q
 from concert_core.remote import TangoDevice
 
@@ -29,7 +29,7 @@ INSTANCE = "t4remote"
 ARGS = {"position": "1 mm", "lower_hard_limit": "-20 mm", "upper_hard_limit": "20 mm",
         "speed": "50 mm/s"}
 BEHAVIOURS = ["units", "move", "soft_limits", "unit_error", "hard_limit", "cancel", "home",
-              "states"]
+              "states", "values"]
 CAMERA = "t4r/camera/1"
 RESTART = "t4r/restart/1"
 
@@ -183,6 +183,24 @@ async def test_state_transitions(make_motor) -> None:
 
 
 # -- remote only ---------------------------------------------------------------------------
+async def test_read_values_in_one_call(make_motor) -> None:
+    # Remote: one read_attributes round trip; the values are those single reads give.
+    motor = await make_motor("values")
+    await motor.set_position(3 * q.mm)
+    values = await motor.read_values()
+    assert set(values) == {value.name for value in motor if value.readable}
+    assert values["position"].to(q.mm).magnitude == pytest.approx(3.0)
+    assert values["state"] == "standby"
+    for name, value in values.items():
+        if name not in ("position", "state"):
+            assert value == await motor[name].get(), name
+    assert list(await motor.read_values(["state", "position"])) == ["position", "state"]
+    # A parameter that cannot be read maps to its error; the others are still read.
+    mixed = await motor.read_values(["position", "no_such_parameter"])
+    assert isinstance(mixed["no_such_parameter"], ParameterError)
+    assert mixed["position"].to(q.mm).magnitude == pytest.approx(3.0)
+
+
 async def test_remote_camera(servers) -> None:
     camera = await TangoDevice(CAMERA)
     try:

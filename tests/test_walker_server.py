@@ -337,6 +337,10 @@ def test_remote_directory_walker_like_a_local_walker(servers: Servers, walker) -
         assert "hello remote" in text and "not written" not in text
         await remote.home()
         assert remote.current == str(servers.root)
+        await remote.disconnect()
+        await remote.disconnect()  # twice is harmless
+        # Without State events the end of a sequence is still found (by polling).
+        assert await remote.write(iter(local), dsetname="after_{:>03}.tif") == len(local)
 
     asyncio.run(run())
 

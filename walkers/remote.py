@@ -17,6 +17,7 @@ import logging
 import queue
 import socket
 import threading
+import weakref
 from collections.abc import AsyncIterable, Coroutine, Iterable
 from typing import Any
 
@@ -31,8 +32,8 @@ from walkers import base as walker_errors
 from walkers.base import LoggingHandlerCloser, PathError, StorageError, Walker
 
 LOG = logging.getLogger(__name__)
-#: How often the state of a writing device is polled (s).
-_POLL = 0.05
+#: How often the state of a writing device is read when no State event came (s).
+_POLL = 0.5
 
 
 def _error_from_status(status: str) -> Exception:
@@ -87,6 +88,7 @@ class RemoteDirectoryWalker(Walker):
         self.device = proxy
         self.endpoint = endpoint
         self._starting = asyncio.Lock()
+        self._labels: dict[str, list[str]] = {}  # enum labels by attribute
         root = (await _call(proxy.get_property, "root"))["root"]
         await super().__ainit__(root[0] if root else "", dsetname or "frame_{:>06}.tif")
         for name, value in (("dsetname", dsetname), ("writer_class", writer_class),
@@ -95,20 +97,48 @@ class RemoteDirectoryWalker(Walker):
                 await self.set_attribute(name, value)
         self.dsetname = await self.get_attribute("dsetname")
         self._current = await self.get_attribute("current")
+        self._state_changed = asyncio.Event()
+        self._event_id: int | None = None
+        loop = asyncio.get_running_loop()
+        changed = weakref.ref(self._state_changed)
+
+        def on_state(_event: Any) -> None:
+            flag = changed()
+            if flag is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(flag.set)
+
+        try:  # the end of a sequence is seen at once; without events it is polled
+            self._event_id = await asyncio.to_thread(
+                proxy.subscribe_event, "State", tango.EventType.CHANGE_EVENT, on_state)
+        except tango.DevFailed as failure:
+            LOG.info("%s: no State events (%s); polling", proxy.dev_name(),
+                     failure.args[0].desc)
+
+    async def disconnect(self) -> None:
+        """Unsubscribe from the device's State events."""
+        if self._event_id is not None:
+            event_id, self._event_id = self._event_id, None
+            with contextlib.suppress(tango.DevFailed):
+                await asyncio.to_thread(self.device.unsubscribe_event, event_id)
 
     # -- device attributes -------------------------------------------------------------
     async def get_attribute(self, name: str) -> Any:
         """Read attribute ``name`` of the device (``writer_class`` as its label)."""
         reply = await _call(self.device.read_attribute, name)
         if name == "writer_class":
-            labels = (await _call(self.device.get_attribute_config, name)).enum_labels
-            return labels[int(reply.value)]
+            return (await self._enum_labels(name))[int(reply.value)]
         return reply.value
+
+    async def _enum_labels(self, name: str) -> list[str]:
+        if name not in self._labels:
+            config = await _call(self.device.get_attribute_config, name)
+            self._labels[name] = list(config.enum_labels)
+        return self._labels[name]
 
     async def set_attribute(self, name: str, value: Any) -> None:
         """Write attribute ``name`` of the device (``writer_class`` by its label)."""
         if name == "writer_class":
-            labels = list((await _call(self.device.get_attribute_config, name)).enum_labels)
+            labels = await self._enum_labels(name)
             if str(value).upper() not in labels:
                 raise concert_errors.SelectionError(
                     f"writer_class {value!r} is not one of {labels}")
@@ -169,10 +199,12 @@ class RemoteDirectoryWalker(Walker):
     async def _wait_written(self) -> int:
         try:
             while True:
+                self._state_changed.clear()
                 state, status = await _call(self.device.read_attributes, ["State", "Status"])
                 if state.value != tango.DevState.RUNNING:
                     break
-                await asyncio.sleep(_POLL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._state_changed.wait(), _POLL)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(_call(self.device.command_inout, "Cancel"))

@@ -11,6 +11,7 @@ from concert_core.coroutines.base import (
     run_in_executor,
     run_in_loop,
     running_tasks,
+    sleep,
     start,
     wait_until,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "run_in_executor",
     "run_in_loop",
     "running_tasks",
+    "sleep",
     "start",
     "wait_until",
 ]

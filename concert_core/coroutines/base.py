@@ -14,6 +14,7 @@ import inspect
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -226,6 +227,26 @@ def _seconds(value: pint.Quantity | float | None) -> float | None:
     if isinstance(value, pint.Quantity):
         return float(value.to(q.s).magnitude)
     return float(value)
+
+
+#: Below this, :func:`sleep` yields instead of arming a timer: the selector waits in whole
+#: milliseconds, so ``asyncio.sleep(0.0002)`` takes about a millisecond.
+TIMER_RESOLUTION = 1e-3
+
+
+async def sleep(seconds: float, stop: Callable[[], bool] | None = None) -> None:
+    """``asyncio.sleep`` that keeps sub-millisecond times.
+
+    A time below :data:`TIMER_RESOLUTION` is waited by yielding to the loop until the
+    monotonic clock has passed it (other tasks run meanwhile; ``stop()`` returning true
+    ends it early); longer ones go to a timer as usual.
+    """
+    if seconds >= TIMER_RESOLUTION:
+        await asyncio.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (stop is not None and stop()):
+        await asyncio.sleep(0)
 
 
 async def wait_until(

@@ -18,6 +18,7 @@ import logging
 import pkgutil
 import types
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -131,18 +132,23 @@ class RemoteDevice(Device):
         return state.value, status.value
 
     async def wait_idle(self, timeout: float | None = None,
-                        targets: frozenset[str] | None = None) -> None:
+                        targets: frozenset[str] | None = None,
+                        known: tuple[tango.DevState, str] | None = None) -> None:
         """Wait until the device leaves MOVING/RUNNING (or reaches one of the concert states
         ``targets``, e.g. ``recording`` after ``start_recording``); raise if it ended in
-        ALARM/FAULT."""
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        ALARM/FAULT. ``known`` is a (State, Status) just read by the caller, who cleared
+        the state-change flag before reading it."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
-            self._state_changed.clear()
-            state, status = await self._remote_state()
+            if known is None:
+                self._state_changed.clear()
+                state, status = await self._remote_state()
+            else:
+                (state, status), known = known, None
             if state not in BUSY or (targets and concert_state_of(status) in targets):
                 break
-            wait = 0.5 if deadline is None else min(0.5, deadline - asyncio.get_running_loop()
-                                                     .time())
+            wait = 0.5 if deadline is None else min(0.5, deadline - loop.time())
             if wait <= 0:
                 raise errors.WaitError(f"{self.tango_name} still {state} after {timeout} s")
             try:
@@ -156,13 +162,46 @@ class RemoteDevice(Device):
 
     async def _run_long(self, start: Any, targets: frozenset[str] | None = None) -> Any:
         """Issue a call that starts an operation and wait for its end (Stop if cancelled)."""
+        self._state_changed.clear()
         result = await _call(start)
+        await self._until_idle(targets)
+        return result
+
+    async def _write_long(self, name: str, value: Any) -> None:
+        """Write attribute ``name`` and wait for the operation it started: one round trip
+        writes and reads State and Status back (Tango's write_read_attributes)."""
+        self._state_changed.clear()
+        state, status = await _call(self.proxy.write_read_attributes(
+            [(name, value)], ["State", "Status"]))
+        await self._until_idle(None, (state.value, status.value))
+
+    async def _until_idle(self, targets: frozenset[str] | None,
+                          known: tuple[tango.DevState, str] | None = None) -> None:
         try:
-            await self.wait_idle(targets=targets)
+            await self.wait_idle(targets=targets, known=known)
         except asyncio.CancelledError:
             await asyncio.shield(_call(self.proxy.command_inout("Stop")))
             raise
-        return result
+
+    async def read_values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """Read the parameters ``names`` (default: every readable one): those published as
+        attributes in one ``read_attributes`` round trip, the others one by one."""
+        wanted = sorted(self._readable_names() if names is None else names)
+        parameters = self._concert_parameters()
+        attributes = {name: parameters[name] for name in wanted
+                      if getattr(parameters.get(name), "tango_attribute", None)}
+        values: dict[str, Any] = {}
+        if attributes:
+            try:
+                replies = await _call(self.proxy.read_attributes(
+                    [parameter.tango_attribute for parameter in attributes.values()]))
+            except Exception as error:
+                replies = [error] * len(attributes)
+            for (name, parameter), reply in zip(attributes.items(), replies, strict=True):
+                values[name] = _decoded(reply, parameter)
+        rest = [name for name in wanted if name not in attributes]
+        values.update(await super().read_values(rest) if rest else {})
+        return {name: values[name] for name in wanted}
 
     async def _emergency_stop(self) -> None:
         await _call(self.proxy.command_inout("EmergencyStop"))
@@ -175,6 +214,18 @@ class RemoteDevice(Device):
             except tango.DevFailed:
                 pass
         self._event_ids.clear()
+
+
+def _decoded(reply: Any, parameter: Parameter) -> Any:
+    """The value of one ``read_attributes`` reply for ``parameter`` (or its error)."""
+    if isinstance(reply, Exception):
+        return reply
+    if reply.has_failed:
+        return concert_error(tango.DevFailed(*reply.get_err_stack()))
+    try:
+        return parameter.tango_decode(reply.value)  # type: ignore[attr-defined]
+    except Exception as error:
+        return error
 
 
 def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | None) -> Parameter:
@@ -190,7 +241,7 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
         return decode(reply.w_value)
 
     async def fset(device: RemoteDevice, value: Any) -> None:
-        await device._run_long(device.proxy.write_attribute(name, encode(value)))
+        await device._write_long(name, encode(value))
 
     unit = parse_unit(config.unit) if config.data_type in _NUMERIC and (
         config.unit and config.unit not in ("No unit", "")) else None
@@ -208,8 +259,8 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
         def encode(value: Any) -> Any:
             return [str(choice) for choice in choices].index(str(value))
 
-        return Selection(choices, fget=fget, fset=fset if writable else None,
-                         help=config.description)
+        return _reads_attribute(Selection(choices, fget=fget, fset=fset if writable else None,
+                                          help=config.description), name, decode)
 
     if unit is not None:
         def decode(value: Any) -> Any:
@@ -231,11 +282,12 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
         async def set_user_upper(device: RemoteDevice, value: Any) -> None:
             await _set_limit(device, name, "max_value", value, unit)
 
-        return Quantity(unit, fget=fget, fset=fset if writable else None,
-                        fget_target=fget_target if writable else None,
-                        user_lower_getter=user_lower, user_upper_getter=user_upper,
-                        user_lower_setter=set_user_lower, user_upper_setter=set_user_upper,
-                        help=config.description)
+        return _reads_attribute(Quantity(
+            unit, fget=fget, fset=fset if writable else None,
+            fget_target=fget_target if writable else None,
+            user_lower_getter=user_lower, user_upper_getter=user_upper,
+            user_lower_setter=set_user_lower, user_upper_setter=set_user_upper,
+            help=config.description), name, decode)
 
     def decode(value: Any) -> Any:
         return value
@@ -243,7 +295,16 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
     def encode(value: Any) -> Any:
         return value
 
-    return Parameter(fget=fget, fset=fset if writable else None, help=config.description)
+    return _reads_attribute(Parameter(fget=fget, fset=fset if writable else None,
+                                      help=config.description), name, decode)
+
+
+def _reads_attribute(parameter: Parameter, attribute: str, decode: Any) -> Parameter:
+    """Mark ``parameter`` as reading ``attribute`` (``decode`` turns its value into the
+    parameter's), so that :meth:`RemoteDevice.read_values` can read many in one call."""
+    parameter.tango_attribute = attribute  # type: ignore[attr-defined]
+    parameter.tango_decode = decode  # type: ignore[attr-defined]
+    return parameter
 
 
 _NUMERIC = {tango.DevDouble, tango.DevFloat, tango.DevLong64, tango.DevLong, tango.DevShort,

@@ -159,6 +159,18 @@ async def test_short_move_is_not_rounded_up_to_a_tick() -> None:
     assert (await motor.get_position()).magnitude == pytest.approx(0.1)
 
 
+async def test_sub_millisecond_move_is_neither_skipped_nor_rounded_to_a_timer() -> None:
+    # 50 us of travel: a loop timer would take a whole millisecond; the simulation waits
+    # the travel time by yielding, and never arrives early.
+    motor = await dummy.RotationMotor(speed=36000 * q.deg / q.s)
+    for target in (1.8, 3.6, 0.0):
+        began = time.monotonic()
+        await motor.set_position(target * q.deg)
+        assert time.monotonic() - began >= 1.8 / 36000
+        assert (await motor.get_position()).magnitude == pytest.approx(target)
+        assert await motor.get_state() == "standby"
+
+
 async def test_set_position_blocks_until_there() -> None:
     motor = await dummy.RotationMotor(speed=200 * q.deg / q.s)
     began = time.monotonic()

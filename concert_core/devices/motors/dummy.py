@@ -28,7 +28,7 @@ from typing import Any
 
 import pint
 
-from concert_core.coroutines.base import start
+from concert_core.coroutines.base import TIMER_RESOLUTION, sleep, start
 from concert_core.devices.motors import base
 from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import HardLimitError, StateError, TransitionNotAllowed, UnitError
@@ -225,6 +225,9 @@ class _SimulatedMotor(SimulatedDevice):
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``; :meth:`_request_stop` ends the sleep early."""
+        if seconds < TIMER_RESOLUTION:  # a timer would take a whole millisecond
+            await sleep(seconds, stop=lambda: self._stop_requested)
+            return
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         handle = loop.call_later(seconds, _wake, waiter)
