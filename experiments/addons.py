@@ -30,7 +30,7 @@ from concert_core.coroutines.sinks import Accumulate
 from concert_core.errors import ConcertError
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
-from experiments.base import Acquisition, Experiment, jsonable
+from experiments.base import Acquisition, Experiment, jsonable, run_together
 from walkers.base import StorageError
 
 
@@ -194,8 +194,7 @@ class RemoteImageWriter(Addon):
         name = acquisition.name
 
         async def write(producer: AsyncIterator[Any]) -> int:
-            endpoint = await self.data_endpoint()
-            hdf5 = await self._hdf5()
+            endpoint, hdf5 = await run_together([self.data_endpoint(), self._hdf5()])
             async with self.walker:
                 writer = await self.walker.create_writer(
                     endpoint, name=None if hdf5 else name,

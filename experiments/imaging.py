@@ -400,8 +400,9 @@ class Radiography(ImagingExperiment):
 
     # -- flats -------------------------------------------------------------------------------
     async def _prepare_flats(self) -> None:
-        await self._flat_motor.set_position(self._flat_position)
-        await self.start_sample_exposure()
+        # Moving and opening at once: no frame is taken before both are done.
+        await run_together([self._flat_motor.set_position(self._flat_position),
+                            self.start_sample_exposure()])
 
     async def _finish_flats(self) -> None:
         await self.stop_sample_exposure()
@@ -416,8 +417,8 @@ class Radiography(ImagingExperiment):
 
     # -- projections -------------------------------------------------------------------------
     async def _prepare_radios(self) -> None:
-        await self._flat_motor.set_position(self._radio_position)
-        await self.start_sample_exposure()
+        await run_together([self._flat_motor.set_position(self._radio_position),
+                            self.start_sample_exposure()])
 
     async def _finish_radios(self) -> None:
         await self.stop_sample_exposure()
@@ -474,8 +475,8 @@ class Tomography(Radiography):
         await run_together([
             self._flat_motor.set_position(self._radio_position),
             self._tomography_motor.set_position(self._start_angle),
+            self.start_sample_exposure(),
         ])
-        await self.start_sample_exposure()
 
 
 class SteppedTomography(Tomography):
@@ -566,8 +567,8 @@ class SpiralMixin(Tomography):
             self._flat_motor.set_position(self._radio_position),
             self._tomography_motor.set_position(self._start_angle),
             self._vertical_motor.set_position(self._start_position_vertical),
+            self.start_sample_exposure(),
         ])
-        await self.start_sample_exposure()
 
 
 class SteppedSpiralTomography(SpiralMixin, SteppedTomography):
@@ -755,15 +756,16 @@ class GratingInterferometryStepping(ImagingExperiment):
             yield frame
 
     async def _prepare_flats(self) -> None:
-        await self._flat_motor.set_position(self._flat_position)
-        await self.start_sample_exposure()
+        # Moving and opening at once: no frame is taken before both are done.
+        await run_together([self._flat_motor.set_position(self._flat_position),
+                            self.start_sample_exposure()])
 
     async def _finish_flats(self) -> None:
         await self.stop_sample_exposure()
 
     async def _prepare_radios(self) -> None:
-        await self._flat_motor.set_position(self._radio_position)
-        await self.start_sample_exposure()
+        await run_together([self._flat_motor.set_position(self._radio_position),
+                            self.start_sample_exposure()])
 
     async def _finish_radios(self) -> None:
         await self.stop_sample_exposure()

@@ -110,7 +110,7 @@ async def test_soft_limits_refuse_and_leave_the_value(make_motor) -> None:
     await position.set_upper(2 * q.mm)
     try:
         assert await position.get_limits() == (-2 * q.mm, 2 * q.mm)
-        with pytest.raises(SoftLimitError):
+        with pytest.raises(SoftLimitError, match="position = 3"):  # names the value
             await motor.set_position(3 * q.mm)
         with pytest.raises(SoftLimitError):
             await motor.move(1.5 * q.mm)

@@ -31,7 +31,7 @@ from concert_core import errors
 from concert_core.arguments import argument_units
 from concert_core.devices.base import Device
 from concert_core.naming import snake_case
-from concert_core.parameter import Parameter, Quantity, Selection
+from concert_core.parameter import Parameter, Quantity, QuantityValue, Selection
 from concert_core.quantities import parse_unit
 from concert_core.state import ANY, State
 
@@ -216,6 +216,22 @@ class RemoteDevice(Device):
         self._event_ids.clear()
 
 
+class _ServerLimitedValue(QuantityValue):
+    """A remote quantity: the server checks the soft limits of every write (Tango's
+    min/max, then concert's), so a write here converts units only and spends no round
+    trips on reading the limits first."""
+
+    async def _to_device(self, value: Any) -> pint.Quantity:
+        return self._parameter.convert(value)
+
+
+class RemoteQuantity(Quantity):
+    """A :class:`Quantity` whose limits the server enforces (see :class:`_ServerLimitedValue`)."""
+
+    def make_value(self, instance: Any) -> QuantityValue:
+        return _ServerLimitedValue(instance, self)
+
+
 def _decoded(reply: Any, parameter: Parameter) -> Any:
     """The value of one ``read_attributes`` reply for ``parameter`` (or its error)."""
     if isinstance(reply, Exception):
@@ -241,7 +257,12 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
         return decode(reply.w_value)
 
     async def fset(device: RemoteDevice, value: Any) -> None:
-        await device._write_long(name, encode(value))
+        try:
+            await device._write_long(name, encode(value))
+        except errors.SoftLimitError as error:  # Tango's text does not name the value
+            shown = f"{value:~}" if isinstance(value, pint.Quantity) else repr(value)
+            raise errors.SoftLimitError(
+                f"{name} = {shown} refused by {device.tango_name}: {error}") from None
 
     unit = parse_unit(config.unit) if config.data_type in _NUMERIC and (
         config.unit and config.unit not in ("No unit", "")) else None
@@ -282,7 +303,7 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
         async def set_user_upper(device: RemoteDevice, value: Any) -> None:
             await _set_limit(device, name, "max_value", value, unit)
 
-        return _reads_attribute(Quantity(
+        return _reads_attribute(RemoteQuantity(
             unit, fget=fget, fset=fset if writable else None,
             fget_target=fget_target if writable else None,
             user_lower_getter=user_lower, user_upper_getter=user_upper,
