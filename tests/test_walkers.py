@@ -31,6 +31,7 @@ from walkers import (
     write_images,
     write_tiff,
 )
+from walkers.hdf5 import METADATA_BLOCK, METADATA_SUFFIX
 
 
 def frames(count: int = 5, shape=(16, 24)) -> list[ImageWithMetadata]:
@@ -240,6 +241,37 @@ async def test_hdf5_failure_deletes_the_partial_dataset(tmp_path):
     filename = str(tmp_path / "scan.h5")
     walker = await HDF5Walker(filename)
     mixed = [*frames(3), np.zeros((2, 2), np.uint16)]
+    with pytest.raises(StorageError, match="holds"):
+        await walker.write(produce(mixed))
+    await walker.close()
+    with h5py.File(filename, "r") as file:
+        assert list(file) == []
+
+
+async def test_hdf5_metadata_blocks_and_counters(tmp_path):
+    """More frames than one metadata block (and than the queue): every frame's metadata,
+    in order, and every frame counted once."""
+    filename = str(tmp_path / "long.h5")
+    count = 2 * METADATA_BLOCK + 7
+    data = frames(count, shape=(2, 3))
+    walker = await HDF5Walker(filename)
+    try:
+        assert await walker.write(produce(data), dsetname="long") == count
+    finally:
+        await walker.close()
+    assert walker.frames_written == count
+    assert walker.bytes_written == count * data[0].nbytes
+    stack, metadata = read_hdf5(filename, "/long")
+    np.testing.assert_array_equal(stack, np.stack(data))
+    assert [entry["n"] for entry in metadata] == list(range(count))
+    with h5py.File(filename, "r") as file:
+        assert file["/long" + METADATA_SUFFIX].shape == (count,)
+
+
+async def test_hdf5_failure_after_metadata_blocks_deletes_everything(tmp_path):
+    filename = str(tmp_path / "scan.h5")
+    walker = await HDF5Walker(filename)
+    mixed = [*frames(METADATA_BLOCK + 10, shape=(2, 3)), np.zeros((3, 3), np.uint16)]
     with pytest.raises(StorageError, match="holds"):
         await walker.write(produce(mixed))
     await walker.close()

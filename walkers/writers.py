@@ -222,6 +222,10 @@ class WriterThread:
         self._space = asyncio.Semaphore(maxsize)
         self._done: asyncio.Future = self._loop.create_future()
         self.error: BaseException | None = None
+        # Results of written items not yet handed to the loop; one callback at a time is
+        # scheduled for them (not one per frame: each wakes the loop and trades the GIL).
+        self._results: list[int | None] = []
+        self._results_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -237,7 +241,12 @@ class WriterThread:
                     written = self._write(item)
                 except BaseException as error:  # reported to the feeder
                     self.error = error
-            self._loop.call_soon_threadsafe(self._written, written)
+            item = None  # the frame's buffer may go while the thread waits for the next
+            with self._results_lock:
+                self._results.append(written)
+                first = len(self._results) == 1
+            if first:
+                self._loop.call_soon_threadsafe(self._written)
         aborting = isinstance(item, tuple) or self.error is not None
         try:
             if aborting:
@@ -250,10 +259,13 @@ class WriterThread:
                 self._abort()
         self._loop.call_soon_threadsafe(self._finish, result)
 
-    def _written(self, nbytes: int | None) -> None:
-        self._space.release()
-        if nbytes is not None and self._on_written is not None:
-            self._on_written(nbytes)
+    def _written(self) -> None:
+        with self._results_lock:
+            results, self._results = self._results, []
+        for nbytes in results:
+            self._space.release()
+            if nbytes is not None and self._on_written is not None:
+                self._on_written(nbytes)
 
     def _finish(self, error: BaseException | None) -> None:
         if not self._done.done():
