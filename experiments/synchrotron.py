@@ -2,11 +2,15 @@
 
 Every class of :mod:`experiments.imaging` has a variant here taking ``shutter`` right after
 ``camera`` and, optionally, a ``storage_ring`` (last argument) whose current is written into
-every frame's metadata (``ring_current`` in mA).
+every frame's metadata (``ring_current`` in mA). The current is read again when the last
+reading is older than ``RING_CURRENT_MAX_AGE`` (0.1 s; 0 reads it for every frame): a
+ring's current changes over hours, and a read per frame would be a network round trip per
+frame with a remote ring.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -22,6 +26,9 @@ class SynchrotronMixin:
 
     _shutter: Shutter
     _storage_ring: StorageRing | None
+    #: Seconds a ring current reading stays valid for the frames' metadata.
+    RING_CURRENT_MAX_AGE = 0.1
+    _ring_reading: tuple[float, float] | None = None  # (loop time, mA)
 
     async def start_sample_exposure(self) -> None:
         """Open the shutter (if it is not open)."""
@@ -36,8 +43,12 @@ class SynchrotronMixin:
     async def _frame_metadata(self) -> dict[str, Any]:
         if self._storage_ring is None:
             return {}
-        return {"ring_current": float((await self._storage_ring.get_current())
-                                      .to(q.mA).magnitude)}
+        now = asyncio.get_running_loop().time()
+        reading = self._ring_reading
+        if reading is None or now - reading[0] >= self.RING_CURRENT_MAX_AGE:
+            current = await self._storage_ring.get_current()
+            reading = self._ring_reading = (now, float(current.to(q.mA).magnitude))
+        return {"ring_current": reading[1]}
 
 
 _SHUTTER = inspect.Parameter("shutter", inspect.Parameter.POSITIONAL_OR_KEYWORD,

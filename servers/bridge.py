@@ -122,6 +122,7 @@ class ConcertDevice(Device):
         self._operations: set[asyncio.Task] = set()
         self._background: set[asyncio.Task] = set()
         self._helpers: set[asyncio.Task] = set()
+        self._event_attributes: dict[str, tango.Attribute] = {}
         self._limits_lock = threading.Lock()
         self._limits_sequence = 0
         self._started: list[asyncio.Future] = []
@@ -349,12 +350,28 @@ class ConcertDevice(Device):
         data = mirror.to_tango(new)
         mirror.current = data
         mirror.stamp = time.monotonic()
-        self._pusher.put(lambda: self._push(mirror.name, data))
+        change, archive = self._subscribed(mirror.name)
+        if change or archive:  # pushing to nobody would still cost the pusher and the GIL
+            self._pusher.put(lambda: self._push(mirror.name, data, change, archive))
 
-    def _push(self, name: str, data: Any) -> None:
+    def _subscribed(self, name: str) -> tuple[bool, bool]:
+        """Whether a client subscribed to change / archive events of attribute ``name``
+        (a new subscriber reads the current value first, so it misses nothing)."""
+        attribute = self._event_attributes.get(name)
+        if attribute is None:
+            try:
+                attribute = self.get_device_attr().get_attr_by_name(name)
+            except tango.DevFailed:
+                return False, False
+            self._event_attributes[name] = attribute
+        return attribute.change_event_subscribed(), attribute.archive_event_subscribed()
+
+    def _push(self, name: str, data: Any, change: bool = True, archive: bool = True) -> None:
         if self._alive:
-            self.push_change_event(name, data)
-            self.push_archive_event(name, data)
+            if change:
+                self.push_change_event(name, data)
+            if archive:
+                self.push_archive_event(name, data)
 
     def _on_state(self, value: ParameterValue, new: str) -> None:
         self._concert_state = new
@@ -386,8 +403,9 @@ class ConcertDevice(Device):
             return
         self.set_state(state)
         self.set_status(status)
-        self.push_change_event("State", state)
-        self.push_change_event("Status", status)
+        for name, value in (("State", state), ("Status", status)):
+            change, archive = self._subscribed(name)
+            self._push(name, value, change, archive)
 
     def dev_state(self) -> tango.DevState:
         if self._state_value is not None and self._state_value.hardware and self.concert:

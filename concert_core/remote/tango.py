@@ -114,11 +114,13 @@ class RemoteDevice(Device):
         self.tango_name: str = proxy.dev_name()
         self.attribute_config = config  # the attribute configurations read at connection
         self._state_changed = asyncio.Event()
+        self._waiters = 0  # coroutines in wait_idle: only they need State events
         self._event_ids: list[int] = []
         loop = asyncio.get_running_loop()
 
         def on_state(event: Any) -> None:
-            loop.call_soon_threadsafe(self._state_changed.set)
+            if self._waiters and not loop.is_closed():  # else no loop wake-up at all
+                loop.call_soon_threadsafe(self._state_changed.set)
 
         try:
             self._event_ids.append(await _blocking(
@@ -140,21 +142,25 @@ class RemoteDevice(Device):
         the state-change flag before reading it."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            if known is None:
-                self._state_changed.clear()
-                state, status = await self._remote_state()
-            else:
-                (state, status), known = known, None
-            if state not in BUSY or (targets and concert_state_of(status) in targets):
-                break
-            wait = 0.5 if deadline is None else min(0.5, deadline - loop.time())
-            if wait <= 0:
-                raise errors.WaitError(f"{self.tango_name} still {state} after {timeout} s")
-            try:
-                await asyncio.wait_for(self._state_changed.wait(), wait)
-            except TimeoutError:
-                pass
+        self._waiters += 1
+        try:
+            while True:
+                if known is None:
+                    self._state_changed.clear()
+                    state, status = await self._remote_state()
+                else:
+                    (state, status), known = known, None
+                if state not in BUSY or (targets and concert_state_of(status) in targets):
+                    break
+                wait = 0.5 if deadline is None else min(0.5, deadline - loop.time())
+                if wait <= 0:
+                    raise errors.WaitError(f"{self.tango_name} still {state} after {timeout} s")
+                try:
+                    await asyncio.wait_for(self._state_changed.wait(), wait)
+                except TimeoutError:
+                    pass
+        finally:
+            self._waiters -= 1
         if state == tango.DevState.ALARM:
             raise errors.HardLimitError(status)
         if state == tango.DevState.FAULT:
@@ -162,18 +168,26 @@ class RemoteDevice(Device):
 
     async def _run_long(self, start: Any, targets: frozenset[str] | None = None) -> Any:
         """Issue a call that starts an operation and wait for its end (Stop if cancelled)."""
-        self._state_changed.clear()
-        result = await _call(start)
-        await self._until_idle(targets)
+        self._waiters += 1  # from before the call: its State events must not be lost
+        try:
+            self._state_changed.clear()
+            result = await _call(start)
+            await self._until_idle(targets)
+        finally:
+            self._waiters -= 1
         return result
 
     async def _write_long(self, name: str, value: Any) -> None:
         """Write attribute ``name`` and wait for the operation it started: one round trip
         writes and reads State and Status back (Tango's write_read_attributes)."""
-        self._state_changed.clear()
-        state, status = await _call(self.proxy.write_read_attributes(
-            [(name, value)], ["State", "Status"]))
-        await self._until_idle(None, (state.value, status.value))
+        self._waiters += 1
+        try:
+            self._state_changed.clear()
+            state, status = await _call(self.proxy.write_read_attributes(
+                [(name, value)], ["State", "Status"]))
+            await self._until_idle(None, (state.value, status.value))
+        finally:
+            self._waiters -= 1
 
     async def _until_idle(self, targets: frozenset[str] | None,
                           known: tuple[tango.DevState, str] | None = None) -> None:

@@ -77,6 +77,30 @@ async def test_radiography_synchrotron(devices):
     assert await devices.camera.get_state() == "standby"
 
 
+async def test_ring_current_is_read_again_once_older_than_its_max_age(devices):
+    reads = 0
+    get_current = devices.ring.get_current
+
+    async def counted():
+        nonlocal reads
+        reads += 1
+        return await get_current()
+
+    devices.ring.get_current = counted
+    experiment = await synchrotron.Radiography(
+        None, devices.flat_motor, 1 * q.mm, 10 * q.mm, devices.camera, devices.shutter,
+        num_flats=2, num_darks=2, num_projections=4, storage_ring=devices.ring)
+    accumulator = Accumulator(experiment.acquisitions)
+    experiment.RING_CURRENT_MAX_AGE = 3600  # one reading serves every frame of the run
+    await experiment.run()
+    assert reads == 1
+    experiment.RING_CURRENT_MAX_AGE = 0  # every frame reads it
+    await experiment.run()
+    assert reads == 1 + 8
+    radios = metadata(accumulator, experiment, "radios")
+    assert all(150 < m["ring_current"] <= 200 for m in radios)
+
+
 async def test_stepped_tomography_angles_order_and_swap(devices):
     experiment = await synchrotron.SteppedTomography(
         None, devices.flat_motor, devices.tomo_motor, 0 * q.mm, 10 * q.mm, devices.camera,
