@@ -138,7 +138,12 @@ async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int) ->
                 sending.result()
             except Exception as error:
                 raise _camera_error(camera, sending, error) from error
-            raise CameraError("the camera stopped sending before all frames were grabbed")
+            # It may have ended between the read above and here: count once more.
+            grabbed = int(await camera.get_frames_grabbed())
+            if grabbed >= wanted:
+                return grabbed
+            raise CameraError(f"the camera stopped sending after {grabbed} of {wanted} "
+                              "frames")
         await asyncio.sleep(0.01)
 
 

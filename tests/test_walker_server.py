@@ -356,11 +356,15 @@ def test_camera_grab_send_and_stream_send_locally() -> None:
             await camera.set_data_endpoint("nonsense")
         await camera.set_data_endpoint("tcp://127.0.0.1:0")
         endpoint = await camera.get_data_endpoint()
+        counted: list[int] = []
+        camera["frames_grabbed"].subscribe(lambda _value, count: counted.append(count))
         async with ImageReceiver(endpoint, timeout=5) as receiver:
             task = camera.grab_send(5)
             frames = [frame async for frame in receiver.frames()]
             await task
             assert len(frames) == 5 and receiver.complete
+            # the final count is announced by the time the send ends (not 50 ms later)
+            assert counted[-1] == 5
             assert frames[0].shape == (16, 32) and "exposure_time" in frames[0].metadata
             assert await camera.get_state() == "standby"
             async with camera.recording():

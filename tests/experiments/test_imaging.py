@@ -77,6 +77,26 @@ async def test_radiography_synchrotron(devices):
     assert await devices.camera.get_state() == "standby"
 
 
+async def test_wait_grabbed_counts_again_when_the_send_has_just_ended():
+    # The camera may finish between reading its counter and seeing the send done: the
+    # counter is read once more before that is called a short stream.
+    from concert_core.devices.cameras.base import CameraError
+    from experiments.imaging import _wait_grabbed
+
+    class Counter:
+        def __init__(self, *values: int) -> None:
+            self.values = list(values)
+
+        async def get_frames_grabbed(self) -> int:
+            return self.values.pop(0) if len(self.values) > 1 else self.values[0]
+
+    sending = asyncio.get_running_loop().create_future()
+    sending.set_result(None)
+    assert await _wait_grabbed(Counter(9, 10), sending, 10) == 10
+    with pytest.raises(CameraError, match="after 7 of 10"):
+        await _wait_grabbed(Counter(7), sending, 10)
+
+
 async def test_ring_current_is_read_again_once_older_than_its_max_age(devices):
     reads = 0
     get_current = devices.ring.get_current

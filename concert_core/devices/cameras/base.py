@@ -315,6 +315,9 @@ class Camera(Device):
                 for _ in range(num):
                     await sender.send(await self.grab())
             await sender.end()
+            # The final count is announced before the state leaves recording, so whoever
+            # sees the end sees every frame counted (the counter is otherwise throttled).
+            self["frames_grabbed"].notify(self._frames_grabbed)
         except BaseException:
             sender.restart()  # no end: the receiver must not take a partial stream as whole
             raise
