@@ -103,6 +103,8 @@ def tomo_max_speed(frame_width: Any, frame_rate: Any) -> pint.Quantity:
 
 #: Frames a camera sending them itself may lag behind the triggers.
 _MAX_AHEAD = 16
+#: Seconds a failed trigger waits for the camera's send to report why it failed.
+_CAUSE_WAIT = 1.0
 
 
 async def _until_recording(camera: Camera, sending: asyncio.Future, timeout: float = 5.0) -> None:
@@ -251,6 +253,9 @@ class ImagingExperiment(Experiment):
                     try:
                         await camera.trigger()
                     except Exception as error:
+                        # A trigger refused because the camera failed: the send reports
+                        # the cause a moment later, and that is the error to show.
+                        await asyncio.wait({sending}, timeout=_CAUSE_WAIT)
                         raise _camera_error(camera, sending, error) from error
                     extra.update(await metadata)
                 finally:
