@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tango
 
-from servers.process import ProcessStartError, log_tail, terminate
+from servers.process import ChildProcess, ProcessStartError, log_tail
 
 __all__ = ["EmbeddedDatabase", "free_port"]
 
@@ -28,7 +28,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-class EmbeddedDatabase:
+class EmbeddedDatabase(ChildProcess):
     """A PyDatabaseds process with its own sqlite file and log in *state_dir*.
 
     ``port=0`` lets the server bind a free port itself (no race); the port it got
@@ -60,28 +60,10 @@ class EmbeddedDatabase:
             f"<EmbeddedDatabase {self.host}:{self.port} pid={self.pid} sqlite={self.sqlite_file}>"
         )
 
-    def __enter__(self) -> EmbeddedDatabase:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def tango_host(self) -> str:
         """``host:port`` for TANGO_HOST (the port is known once started)."""
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the database server process, None before the first start."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """True while the process exists."""
-        return self._proc is not None and self._proc.poll() is None
 
     def database(self) -> tango.Database:
         """A client of this database (independent of the TANGO_HOST environment variable)."""
@@ -105,12 +87,12 @@ class EmbeddedDatabase:
                 self._wait_answer(deadline)
                 return self
             except ProcessStartError:
-                terminate(self._proc, self.grace)
+                self.stop()
                 if self.port == 0 or time.monotonic() > deadline or not self._bind_failed(offset):
                     raise
                 time.sleep(0.5)
             except BaseException:
-                terminate(self._proc, self.grace)
+                self.stop()
                 raise
 
     def _launch(self) -> int:
@@ -174,9 +156,3 @@ class EmbeddedDatabase:
             except tango.DevFailed:
                 self._check_alive(deadline, "answer")
                 time.sleep(0.05)
-
-    def stop(self) -> int | None:
-        """SIGTERM by PID, then SIGKILL after the grace period; return the exit code or None."""
-        if self._proc is None:
-            return None
-        return terminate(self._proc, self.grace)

@@ -16,6 +16,7 @@ import tango
 
 __all__ = [
     "LOOPBACK_ENDPOINT",
+    "ChildProcess",
     "ProcessStartError",
     "ServerProcess",
     "log_tail",
@@ -85,7 +86,43 @@ def register_server(
         db.put_device_property(device, {key: list(value) for key, value in props.items()})
 
 
-class ServerProcess:
+class ChildProcess:
+    """A process this object starts (``start`` in subclasses) and stops by its PID:
+    SIGTERM, then SIGKILL after ``grace`` seconds. ``with`` starts it unless it runs and
+    stops it at the end."""
+
+    _proc: subprocess.Popen | None = None
+    grace: float = 5.0
+
+    def start(self) -> ChildProcess:
+        raise NotImplementedError
+
+    def __enter__(self) -> ChildProcess:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the current process, None before the first start."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the process exists (it may not answer yet)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM by PID, then SIGKILL after the grace period; return the exit code or None."""
+        if self._proc is None:
+            return None
+        return terminate(self._proc, self.grace)
+
+
+class ServerProcess(ChildProcess):
     """One device server process; ``start`` returns once all its devices answer ``ping``."""
 
     def __init__(
@@ -110,24 +147,6 @@ class ServerProcess:
 
     def __repr__(self) -> str:
         return f"<ServerProcess pid={self.pid} argv={self.argv!r} TANGO_HOST={self.tango_host}>"
-
-    def __enter__(self) -> ServerProcess:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the current process, None before the first start."""
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        """True while the process exists (it may not answer yet)."""
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def returncode(self) -> int | None:
@@ -217,12 +236,6 @@ class ServerProcess:
             f"server {self.argv!r} (TANGO_HOST={self.tango_host}) {what}\n"
             f"--- tail of {self.log_file} ---\n{self.log_tail()}"
         )
-
-    def stop(self) -> int | None:
-        """SIGTERM by PID, then SIGKILL after the grace period; return the exit code or None."""
-        if self._proc is None:
-            return None
-        return terminate(self._proc, self.grace)
 
     def restart(self) -> ServerProcess:
         """Stop (if running) and start again, waiting for the devices as in ``start``."""

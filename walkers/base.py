@@ -41,6 +41,36 @@ class LoggingHandlerCloser:
         await self.close()
 
 
+#: Format of the log files walkers write.
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+async def open_log_file(path: str, log_level: int) -> logging.FileHandler:
+    """A handler appending records at ``log_level`` and above to ``path`` (opened in a
+    thread)."""
+    handler = await asyncio.to_thread(logging.FileHandler, path)
+    handler.setLevel(int(log_level))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
+
+
+def attach_handler(
+    logger_name: str, handler: logging.Handler, log_level: int
+) -> LoggingHandlerCloser:
+    """Send the records of ``logger_name`` at ``log_level`` and above to ``handler``
+    (lowering the logger's level if needed); the closer detaches and closes it."""
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > log_level:
+        logger.setLevel(log_level)
+
+    def close() -> None:
+        logger.removeHandler(handler)
+        handler.close()
+
+    return LoggingHandlerCloser(close)
+
+
 def check_name(name: str) -> str:
     """Refuse names that are empty, contain NUL, are absolute or contain ``..``."""
     if not isinstance(name, str) or not name or "\0" in name:
@@ -169,10 +199,13 @@ class Walker(AsyncObject):
 
 
 __all__ = [
+    "LOG_FORMAT",
     "DatasetExistsError",
     "LoggingHandlerCloser",
     "PathError",
     "StorageError",
     "Walker",
+    "attach_handler",
     "check_name",
+    "open_log_file",
 ]

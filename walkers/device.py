@@ -28,7 +28,7 @@ from concert_core.errors import TransitionNotAllowed
 from concert_core.parameter import Parameter, Quantity, Selection
 from concert_core.quantities import q
 from concert_core.state import State, check, transition
-from walkers.base import PathError, Walker
+from walkers.base import PathError, Walker, open_log_file
 from walkers.directory import DirectoryWalker
 from walkers.hdf5 import HDF5Walker, compression_options
 from walkers.storage import split_dsetformat
@@ -354,9 +354,7 @@ class WalkerDevice(Device):
         if len(_components(file_name)) != 1:
             raise PathError(f"{file_name!r} must be a file name, not a path")
         path = self._inside(file_name)
-        handler = await asyncio.to_thread(logging.FileHandler, path)
-        handler.setLevel(int(log_level))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler = await open_log_file(path, log_level)
         handler.set_name(logger_name)
         handler_id = f"{next(self._logger_ids)}:{os.path.relpath(path, self.root)}"
         self._loggers[handler_id] = handler

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from typing import Any
 
-from walkers.base import DatasetExistsError, LoggingHandlerCloser, PathError, Walker, check_name
+from walkers.base import (
+    DatasetExistsError,
+    LoggingHandlerCloser,
+    PathError,
+    Walker,
+    attach_handler,
+    check_name,
+    open_log_file,
+)
 from walkers.storage import create_directory
 from walkers.writers import ImageWriter, SequenceWriter, TiffWriter, write_sequence
 
@@ -127,20 +134,8 @@ class DirectoryWalker(Walker):
         self, logger_name: str, log_level: int, file_name: str
     ) -> LoggingHandlerCloser:
         """Append the records of ``logger_name`` to ``file_name`` in the current directory."""
-        path = self._inside(file_name)
-        handler = await asyncio.to_thread(logging.FileHandler, path)
-        handler.setLevel(log_level)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger = logging.getLogger(logger_name)
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET or logger.level > log_level:
-            logger.setLevel(log_level)
-
-        def close() -> None:
-            logger.removeHandler(handler)
-            handler.close()
-
-        return LoggingHandlerCloser(close)
+        handler = await open_log_file(self._inside(file_name), log_level)
+        return attach_handler(logger_name, handler, log_level)
 
 
 __all__ = ["DirectoryWalker"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import posixpath
 from collections.abc import AsyncIterable, Coroutine, Iterable, Mapping
@@ -20,6 +19,8 @@ from walkers.base import (
     PathError,
     StorageError,
     Walker,
+    attach_handler,
+    open_log_file,
 )
 from walkers.storage import create_directory
 from walkers.writers import metadata_of, write_sequence
@@ -261,18 +262,8 @@ class HDF5Walker(Walker):
         if "/" in file_name or not file_name:
             raise PathError(f"invalid log file name {file_name!r}")
         path = os.path.join(os.path.dirname(self.filename), file_name)
-        handler = await asyncio.to_thread(logging.FileHandler, path)
-        handler.setLevel(log_level)
-        logger = logging.getLogger(logger_name)
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET or logger.level > log_level:
-            logger.setLevel(log_level)
-
-        def close() -> None:
-            logger.removeHandler(handler)
-            handler.close()
-
-        return LoggingHandlerCloser(close)
+        handler = await open_log_file(path, log_level)
+        return attach_handler(logger_name, handler, log_level)
 
     async def close(self) -> None:
         """Close the file."""

@@ -29,7 +29,7 @@ from concert_core.dataplane import ImageSender, wire
 from concert_core.helpers import CommData
 from concert_core.remote.tango import concert_error, concert_state_of
 from walkers import base as walker_errors
-from walkers.base import LoggingHandlerCloser, PathError, StorageError, Walker
+from walkers.base import LoggingHandlerCloser, PathError, StorageError, Walker, attach_handler
 
 LOG = logging.getLogger(__name__)
 #: How often the state of a writing device is read when no State event came (s).
@@ -269,16 +269,7 @@ class RemoteDirectoryWalker(Walker):
         handler_id = await _call(self.device.command_inout, "RegisterLogger",
                                  [logger_name, str(int(log_level)), file_name])
         handler = _RemoteHandler(self.device.dev_name(), handler_id, log_level)
-        logger = logging.getLogger(logger_name)
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET or logger.level > log_level:
-            logger.setLevel(log_level)
-
-        def close() -> None:
-            logger.removeHandler(handler)
-            handler.close()
-
-        return LoggingHandlerCloser(close)
+        return attach_handler(logger_name, handler, log_level)
 
 
 class _RemoteHandler(logging.Handler):

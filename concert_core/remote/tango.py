@@ -18,7 +18,7 @@ import logging
 import pkgutil
 import types
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -166,13 +166,18 @@ class RemoteDevice(Device):
         if state == tango.DevState.FAULT:
             raise errors.StateError("error", status)
 
-    async def _run_long(self, start: Any, targets: frozenset[str] | None = None) -> Any:
-        """Issue a call that starts an operation and wait for its end (Stop if cancelled)."""
-        self._waiters += 1  # from before the call: its State events must not be lost
+    async def _run_long(self, start: Callable[[], Any], targets: frozenset[str] | None = None,
+                        state_of: Callable[[Any], tuple[tango.DevState, str]] | None = None
+                        ) -> Any:
+        """Issue the call ``start()`` that starts an operation and wait for its end (Stop
+        if cancelled). ``state_of(result)`` gives the (State, Status) the call itself read
+        back, if it did. The State events of the operation are awaited from before the
+        call, so none is lost."""
+        self._waiters += 1
         try:
             self._state_changed.clear()
-            result = await _call(start)
-            await self._until_idle(targets)
+            result = await _call(start())
+            await self._until_idle(targets, state_of(result) if state_of else None)
         finally:
             self._waiters -= 1
         return result
@@ -180,14 +185,9 @@ class RemoteDevice(Device):
     async def _write_long(self, name: str, value: Any) -> None:
         """Write attribute ``name`` and wait for the operation it started: one round trip
         writes and reads State and Status back (Tango's write_read_attributes)."""
-        self._waiters += 1
-        try:
-            self._state_changed.clear()
-            state, status = await _call(self.proxy.write_read_attributes(
-                [(name, value)], ["State", "Status"]))
-            await self._until_idle(None, (state.value, status.value))
-        finally:
-            self._waiters -= 1
+        await self._run_long(
+            lambda: self.proxy.write_read_attributes([(name, value)], ["State", "Status"]),
+            state_of=lambda replies: (replies[0].value, replies[1].value))
 
     async def _until_idle(self, targets: frozenset[str] | None,
                           known: tuple[tango.DevState, str] | None = None) -> None:
@@ -390,11 +390,13 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
                             f"{name}: {value!r} cannot be expressed in {unit:~}") from None
                 values.append(value)
         argin = values[0] if len(values) == 1 else (values or None)
-        start = device.proxy.command_inout(command, argin) if argin is not None \
-            else device.proxy.command_inout(command)
+        def start() -> Any:
+            return device.proxy.command_inout(command, argin) if argin is not None \
+                else device.proxy.command_inout(command)
+
         if long:
             return await device._run_long(start, targets)
-        return await _call(start)
+        return await _call(start())
 
     call.__name__ = method.__name__ if method is not None else command
     call.__doc__ = inspect.getdoc(method) if method is not None else f"Tango command {command}"
