@@ -10,7 +10,9 @@ process's asyncio loop (:mod:`servers.runtime`); Tango calls hand coroutines to 
 Reads are served from a mirror of each value. Every change the core announces updates the
 mirror and is pushed as change and archive events; a value older than ``read_cache_ms``
 is read again from the device first. Writes and long commands validate, start the
-operation as a task and return once it has started (its state changed) or finished.
+operation as a task and return once it has started (its state changed) or finished. An
+operation that ends within ``SETTLE`` seconds of its start (a short step of a fast motor) is
+answered as finished: its client reads the final State in the same reply and needs no event.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ LOG = logging.getLogger(__name__)
 
 #: How long a call may wait for an operation to start or end (Tango clients give up at 3 s).
 GUARD = 2.5
+#: Seconds a started long operation may take and still be answered as finished (see above).
+SETTLE = 0.005
 MAX_SPECTRUM = 1 << 20
 MAX_IMAGE = 16384
 
@@ -536,7 +540,8 @@ class ConcertDevice(Device):
 
     # -- operations --------------------------------------------------------------------
     async def _start(self, task: asyncio.Future, what: str, wait_for_state: bool) -> Any:
-        """Wait until ``task`` is done, or (long operations) has changed the state.
+        """Wait until ``task`` is done, or (long operations) has changed the state and
+        ran ``SETTLE`` seconds more.
 
         Errors raised before we return reach the caller; errors after that drive the
         device to FAULT with the message in Status.
@@ -552,6 +557,8 @@ class ConcertDevice(Device):
         try:
             await asyncio.wait({task, waiter}, timeout=GUARD,
                                return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and wait_for_state and SETTLE > 0:
+                await asyncio.wait({task}, timeout=SETTLE)
         finally:
             if waiter in self._started:
                 self._started.remove(waiter)

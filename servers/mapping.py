@@ -89,7 +89,9 @@ def attribute_type(value: Any) -> tuple[Any, tango.AttrDataFormat, tuple[int, ..
 def to_tango(value: Any, unit: pint.Unit | None, dtype: Any) -> Any:
     """A concert value as a Tango attribute value of ``dtype``."""
     if isinstance(value, pint.Quantity):
-        value = value.to(unit).magnitude if unit is not None else value.magnitude
+        # Most values come in the attribute's unit: skip pint's conversion (several µs).
+        value = value.magnitude if unit is None or value.units == unit \
+            else value.to(unit).magnitude
     if dtype == tango.DevString:
         if isinstance(value, np.ndarray):
             return [str(item) for item in value.ravel()]

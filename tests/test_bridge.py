@@ -38,6 +38,7 @@ MOTORS: dict[str, dict[str, list[str]]] = {
     f"{DOMAIN}/motor/disable": {},
     f"{DOMAIN}/motor/estop": {"concert_args": ['{"speed": "1 mm/s"}']},
     f"{DOMAIN}/motor/slow": {"concert_args": ['{"speed": "1 mm/s", "position": "1 mm"}']},
+    f"{DOMAIN}/motor/fast": {"concert_args": ['{"speed": "1000 mm/s"}']},
     f"{DOMAIN}/motor/hard": {"concert_args": ['{"upper_hard_limit": "5 mm"}']},
     f"{DOMAIN}/motor/limited": {"concert_class": ["tests.bridge_devices:LimitedLinearMotor"]},
     f"{DOMAIN}/motor/locked": {"concert_class": ["tests.bridge_devices:LockedLimitsMotor"]},
@@ -567,6 +568,27 @@ def test_long_operation_returns_fast_and_stop_cancels(beamline) -> None:
     motor.Stop()
     assert wait_state(motor, DevState.ON) == DevState.ON
     assert position - 5.0 < motor.position < position
+
+
+def test_short_operation_is_answered_as_done(beamline) -> None:
+    # A move that ends within SETTLE of its start comes back finished: the State read in
+    # the same round trip is ON and the position is the target (no event needed). A move
+    # ten times longer still returns at once, MOVING.
+    from servers.bridge import SETTLE
+
+    motor = proxy(f"{DOMAIN}/motor/fast")  # 1000 mm/s
+    step = SETTLE * 1000 / 10  # mm: a tenth of SETTLE, longer than a round trip
+    for index in range(1, 6):
+        state, position = motor.write_read_attributes([("position", index * step)],
+                                                      ["State", "position"])
+        assert state.value == DevState.ON
+        assert position.value == pytest.approx(index * step)
+    began = time.monotonic()
+    state, = motor.write_read_attributes([("position", 10 * SETTLE * 1000)], ["State"])
+    assert time.monotonic() - began < 10 * SETTLE
+    assert state.value == DevState.MOVING
+    assert wait_state(motor, DevState.ON) == DevState.ON
+    assert motor.position == pytest.approx(10 * SETTLE * 1000)
 
 
 def test_emergency_stop(beamline) -> None:

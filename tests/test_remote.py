@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -241,3 +242,37 @@ async def test_remote_reconnects_after_restart(servers) -> None:
         assert await motor.get_state() == "standby"
     finally:
         await motor.disconnect()
+
+
+async def test_proxy_calls_run_off_the_loop_and_map_failures(servers) -> None:
+    # Blocking proxy calls run in the loop's call threads, several at once, and a
+    # DevFailed comes back as the concert error its reason names.
+    import tango
+
+    from concert_core.remote import MAX_CONCURRENT_CALLS, RemoteError, call
+
+    proxy = await call(tango.DeviceProxy, motor_name("units"))
+    seen: list[str] = []
+
+    def read() -> float:
+        seen.append(threading.current_thread().name)
+        time.sleep(0.2)
+        return proxy.read_attribute("position").value
+
+    loop_thread = threading.current_thread().name
+    began = time.monotonic()
+    values = await asyncio.gather(*(call(read) for _ in range(4)))
+    assert time.monotonic() - began < 0.6  # concurrent, not 4 x 0.2 s
+    assert len(set(values)) == 1 and MAX_CONCURRENT_CALLS >= 4
+    assert loop_thread not in seen and all(name.startswith("tango-call") for name in seen)
+    with pytest.raises(RemoteError, match="no_such_attribute"):
+        await call(proxy.read_attribute, "no_such_attribute")
+    with pytest.raises(SoftLimitError):  # reason API_WAttrOutsideLimit
+        config = await call(proxy.get_attribute_config, "position")
+        config.max_value = "5"
+        await call(proxy.set_attribute_config, config)
+        try:
+            await call(proxy.write_attribute, "position", 6.0)
+        finally:
+            config.max_value = "Not specified"
+            await call(proxy.set_attribute_config, config)

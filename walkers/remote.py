@@ -22,12 +22,12 @@ from collections.abc import AsyncIterable, Coroutine, Iterable
 from typing import Any
 
 import tango
-import tango.asyncio
 
 from concert_core import errors as concert_errors
 from concert_core.dataplane import ImageSender, wire
 from concert_core.helpers import CommData
-from concert_core.remote.tango import concert_error, concert_state_of
+from concert_core.remote.calls import call as _call
+from concert_core.remote.tango import concert_state_of
 from walkers import base as walker_errors
 from walkers.base import LoggingHandlerCloser, PathError, StorageError, Walker, attach_handler
 
@@ -48,14 +48,6 @@ def _error_from_status(status: str) -> Exception:
             Exception.__init__(error, f"remote walker: {message.strip()}")
             return error
     return StorageError(f"remote walker failed: {status.strip()}")
-
-
-async def _call(func: Any, *args: Any) -> Any:
-    """A blocking proxy call in a thread; a ``DevFailed`` becomes its concert error."""
-    try:
-        return await asyncio.to_thread(func, *args)
-    except tango.DevFailed as failure:
-        raise concert_error(failure) from None
 
 
 class RemoteDirectoryWalker(Walker):
@@ -80,10 +72,7 @@ class RemoteDirectoryWalker(Walker):
     ) -> None:
         proxy = device if isinstance(device, tango.DeviceProxy) else None
         if proxy is None:
-            try:
-                proxy = await asyncio.to_thread(tango.DeviceProxy, device)
-            except tango.DevFailed as failure:
-                raise concert_error(failure) from None
+            proxy = await _call(tango.DeviceProxy, device)
         proxy.set_timeout_millis(int(timeout * 1000))
         self.device = proxy
         self.endpoint = endpoint
@@ -108,18 +97,17 @@ class RemoteDirectoryWalker(Walker):
                 loop.call_soon_threadsafe(flag.set)
 
         try:  # the end of a sequence is seen at once; without events it is polled
-            self._event_id = await asyncio.to_thread(
+            self._event_id = await _call(
                 proxy.subscribe_event, "State", tango.EventType.CHANGE_EVENT, on_state)
-        except tango.DevFailed as failure:
-            LOG.info("%s: no State events (%s); polling", proxy.dev_name(),
-                     failure.args[0].desc)
+        except concert_errors.ConcertError as error:
+            LOG.info("%s: no State events (%s); polling", proxy.dev_name(), error)
 
     async def disconnect(self) -> None:
         """Unsubscribe from the device's State events."""
         if self._event_id is not None:
             event_id, self._event_id = self._event_id, None
-            with contextlib.suppress(tango.DevFailed):
-                await asyncio.to_thread(self.device.unsubscribe_event, event_id)
+            with contextlib.suppress(concert_errors.ConcertError):
+                await _call(self.device.unsubscribe_event, event_id)
 
     # -- device attributes -------------------------------------------------------------
     async def get_attribute(self, name: str) -> Any:

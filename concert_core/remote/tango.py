@@ -17,14 +17,12 @@ import inspect
 import logging
 import pkgutil
 import types
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import pint
 import tango
-from tango.asyncio_executor import AsyncioExecutor
 
 import concert_core.devices
 from concert_core import errors
@@ -33,55 +31,13 @@ from concert_core.devices.base import Device
 from concert_core.naming import snake_case
 from concert_core.parameter import Parameter, Quantity, QuantityValue, Selection
 from concert_core.quantities import parse_unit
+from concert_core.remote.calls import RemoteError, call, concert_error
 from concert_core.state import ANY, State
 
 LOG = logging.getLogger(__name__)
 
 BUSY = (tango.DevState.MOVING, tango.DevState.RUNNING)
 NOT_SPECIFIED = "Not specified"
-
-
-class RemoteError(errors.ConcertError):
-    """A Tango failure without a concert error class of its name."""
-
-
-def concert_error(failure: tango.DevFailed) -> Exception:
-    """The concert exception a ``DevFailed`` stands for (by its reason)."""
-    first = failure.args[0]
-    reason, description = first.reason, first.desc
-    if reason == "API_WAttrOutsideLimit":
-        return errors.SoftLimitError(description)
-    if reason in ("API_AttrNotWritable", "API_AttrNotAllowed"):
-        return errors.WriteAccessError(description)
-    cls = getattr(errors, reason, None)
-    if cls is None and reason in ("ValueError", "TypeError", "TimeoutError", "KeyError"):
-        cls = getattr(__import__("builtins"), reason)
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        error = cls.__new__(cls)
-        Exception.__init__(error, description)
-        if isinstance(error, errors.StateError):
-            error.error_state, error.msg = "error", description
-        if isinstance(error, errors.HardLimitError):
-            error.error_state = "hard-limit"
-        if isinstance(error, (errors.ReadAccessError, errors.WriteAccessError)):
-            error.parameter = description
-        return error
-    return RemoteError(f"{reason}: {description}")
-
-
-async def _call(awaitable: Any) -> Any:
-    try:
-        return await awaitable if inspect.isawaitable(awaitable) else awaitable
-    except tango.DevFailed as failure:
-        raise concert_error(failure) from None
-
-
-async def _blocking(func: Any, *args: Any) -> Any:
-    """Call a proxy method that green mode leaves blocking, in a thread."""
-    try:
-        return await asyncio.to_thread(func, *args)
-    except tango.DevFailed as failure:
-        raise concert_error(failure) from None
 
 
 def find_family(tango_class: str) -> type:
@@ -123,14 +79,14 @@ class RemoteDevice(Device):
                 loop.call_soon_threadsafe(self._state_changed.set)
 
         try:
-            self._event_ids.append(await _blocking(
+            self._event_ids.append(await call(
                 proxy.subscribe_event, "State", tango.EventType.CHANGE_EVENT, on_state))
         except tango.DevFailed as failure:  # the device works without events, by polling
             LOG.info("%s: no State events (%s); polling", self.tango_name, failure.args[0].desc)
 
     # -- state -------------------------------------------------------------------------
     async def _remote_state(self) -> tuple[tango.DevState, str]:
-        state, status = await _call(self.proxy.read_attributes(["State", "Status"]))
+        state, status = await call(self.proxy.read_attributes, ["State", "Status"])
         return state.value, status.value
 
     async def wait_idle(self, timeout: float | None = None,
@@ -176,7 +132,7 @@ class RemoteDevice(Device):
         self._waiters += 1
         try:
             self._state_changed.clear()
-            result = await _call(start())
+            result = await call(start)
             await self._until_idle(targets, state_of(result) if state_of else None)
         finally:
             self._waiters -= 1
@@ -194,7 +150,7 @@ class RemoteDevice(Device):
         try:
             await self.wait_idle(targets=targets, known=known)
         except asyncio.CancelledError:
-            await asyncio.shield(_call(self.proxy.command_inout("Stop")))
+            await asyncio.shield(call(self.proxy.command_inout, "Stop"))
             raise
 
     async def read_values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
@@ -207,8 +163,9 @@ class RemoteDevice(Device):
         values: dict[str, Any] = {}
         if attributes:
             try:
-                replies = await _call(self.proxy.read_attributes(
-                    [parameter.tango_attribute for parameter in attributes.values()]))
+                replies = await call(self.proxy.read_attributes,
+                                     [parameter.tango_attribute
+                                      for parameter in attributes.values()])
             except Exception as error:
                 replies = [error] * len(attributes)
             for (name, parameter), reply in zip(attributes.items(), replies, strict=True):
@@ -218,14 +175,14 @@ class RemoteDevice(Device):
         return {name: values[name] for name in wanted}
 
     async def _emergency_stop(self) -> None:
-        await _call(self.proxy.command_inout("EmergencyStop"))
+        await call(self.proxy.command_inout, "EmergencyStop")
 
     async def disconnect(self) -> None:
         """Unsubscribe the events of this proxy (``close`` may be a device command)."""
         for event_id in self._event_ids:
             try:
-                await asyncio.to_thread(self.proxy.unsubscribe_event, event_id)
-            except tango.DevFailed:
+                await call(self.proxy.unsubscribe_event, event_id)
+            except errors.ConcertError:
                 pass
         self._event_ids.clear()
 
@@ -263,11 +220,11 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
     writable = config.writable != tango.AttrWriteType.READ
 
     async def fget(device: RemoteDevice) -> Any:
-        reply = await _call(device.proxy.read_attribute(name))
+        reply = await call(device.proxy.read_attribute, name)
         return decode(reply.value)
 
     async def fget_target(device: RemoteDevice) -> Any:
-        reply = await _call(device.proxy.read_attribute(name))
+        reply = await call(device.proxy.read_attribute, name)
         return decode(reply.w_value)
 
     async def fset(device: RemoteDevice, value: Any) -> None:
@@ -347,7 +304,7 @@ _NUMERIC = {tango.DevDouble, tango.DevFloat, tango.DevLong64, tango.DevLong, tan
 
 
 async def _limit(device: RemoteDevice, name: str, which: str, unit: pint.Unit) -> Any:
-    config = await _blocking(device.proxy.get_attribute_config, name)
+    config = await call(device.proxy.get_attribute_config, name)
     text = getattr(config, which)
     if not text or text == NOT_SPECIFIED:
         return None
@@ -356,10 +313,10 @@ async def _limit(device: RemoteDevice, name: str, which: str, unit: pint.Unit) -
 
 async def _set_limit(device: RemoteDevice, name: str, which: str, value: Any,
                      unit: pint.Unit) -> None:
-    config = await _blocking(device.proxy.get_attribute_config, name)
+    config = await call(device.proxy.get_attribute_config, name)
     setattr(config, which, NOT_SPECIFIED if value is None else repr(float(value.to(unit)
                                                                          .magnitude)))
-    await _blocking(device.proxy.set_attribute_config, config)
+    await call(device.proxy.set_attribute_config, config)
 
 
 def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
@@ -371,7 +328,7 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
         and ANY not in checked.targets else None
     names = [name for name in inspect.signature(method).parameters][1:] if method else []
 
-    async def call(device: RemoteDevice, *args: Any, **kwargs: Any) -> Any:
+    async def invoke(device: RemoteDevice, *args: Any, **kwargs: Any) -> Any:
         if method is None:
             values = list(args)
         else:
@@ -396,11 +353,11 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
 
         if long:
             return await device._run_long(start, targets)
-        return await _call(start())
+        return await call(start)
 
-    call.__name__ = method.__name__ if method is not None else command
-    call.__doc__ = inspect.getdoc(method) if method is not None else f"Tango command {command}"
-    return call
+    invoke.__name__ = method.__name__ if method is not None else command
+    invoke.__doc__ = inspect.getdoc(method) if method is not None else f"Tango command {command}"
+    return invoke
 
 
 def _class_for(family: type, attributes: dict[str, Any], commands: list[str]) -> type:
@@ -430,42 +387,17 @@ def _class_for(family: type, attributes: dict[str, Any], commands: list[str]) ->
                            exec_body=lambda ns: ns.update(namespace))
 
 
-_EXECUTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _executor() -> AsyncioExecutor:
-    """An asyncio executor of the running loop.
-
-    PyTango's global one stays bound to the first loop it saw, so a proxy made under a
-    later loop (a second ``asyncio.run``, a test's own loop) would fail with "Event loop is
-    closed".
-    """
-    loop = asyncio.get_running_loop()
-    executor = _EXECUTORS.get(loop)
-    if executor is None:
-        executor = _EXECUTORS[loop] = AsyncioExecutor(loop=loop)
-    return executor
-
-
 async def TangoDevice(name: str, timeout: float = 3.0) -> RemoteDevice:  # noqa: N802
     """Connect to the Tango device ``name`` and return it as a concert device."""
-    try:
-        # Made in a thread, then switched to asyncio with an executor of this loop: the
-        # asyncio constructor would run on PyTango's global executor (see _executor).
-        proxy = await asyncio.to_thread(tango.DeviceProxy, name,
-                                        green_mode=tango.GreenMode.Synchronous,
-                                        asyncio_executor=_executor())
-        proxy.set_green_mode(tango.GreenMode.Asyncio)
-        proxy.set_timeout_millis(int(timeout * 1000))
-    except tango.DevFailed as failure:
-        raise concert_error(failure) from None
+    proxy = await call(tango.DeviceProxy, name)  # synchronous: see concert_core.remote.calls
+    proxy.set_timeout_millis(int(timeout * 1000))
 
     def describe() -> tuple:
         names = [attr for attr in proxy.get_attribute_list() if attr not in ("State", "Status")]
         return (proxy.info(), proxy.get_attribute_config_ex(names) if names else [],
                 [cmd.cmd_name for cmd in proxy.command_list_query()])
 
-    info, configs, commands = await _blocking(describe)
+    info, configs, commands = await call(describe)
     attributes = {config.name: config for config in configs}
     family = find_family(info.dev_class)
     cls = _class_for(family, attributes, commands)
