@@ -256,15 +256,16 @@ class RemoteDirectoryWalker(Walker):
         _check_strings(logger_name, file_name)
         handler_id = await _call(self.device.command_inout, "RegisterLogger",
                                  [logger_name, str(int(log_level)), file_name])
-        handler = _RemoteHandler(self.device.dev_name(), handler_id, log_level)
+        handler = _RemoteHandler(self.device, handler_id, log_level)
         return attach_handler(logger_name, handler, log_level)
 
 
 class _RemoteHandler(logging.Handler):
     """Forwards records to the device's ``Log`` command from a thread of its own (a
-    record is never sent from the thread that logs it, so logging never blocks)."""
+    record is never sent from the thread that logs it, so logging never blocks). It uses
+    the walker's proxy: a new one per run would cost a database lookup and a connection."""
 
-    def __init__(self, device: str, handler_id: str, level: int) -> None:
+    def __init__(self, device: tango.DeviceProxy, handler_id: str, level: int) -> None:
         super().__init__(level)
         self.device, self.handler_id = device, handler_id
         self.setFormatter(logging.Formatter("%(message)s"))
@@ -279,17 +280,14 @@ class _RemoteHandler(logging.Handler):
             self.handleError(record)
 
     def _run(self) -> None:
-        proxy = None
         with tango.EnsureOmniThread():
             while (item := self._queue.get()) is not None:
                 try:
-                    proxy = proxy or tango.DeviceProxy(self.device)
-                    proxy.command_inout("Log", [self.handler_id, str(item[0]), item[1]])
+                    self.device.command_inout("Log", [self.handler_id, str(item[0]), item[1]])
                 except tango.DevFailed as failure:
                     LOG.debug("remote log record lost: %s", failure.args[0].desc)
             with contextlib.suppress(tango.DevFailed):
-                (proxy or tango.DeviceProxy(self.device)).command_inout(
-                    "DeregisterLogger", self.handler_id)
+                self.device.command_inout("DeregisterLogger", self.handler_id)
 
     def close(self) -> None:
         """Send what is queued, close the remote log file and stop the thread."""
