@@ -276,3 +276,25 @@ async def test_proxy_calls_run_off_the_loop_and_map_failures(servers) -> None:
         finally:
             config.max_value = "Not specified"
             await call(proxy.set_attribute_config, config)
+
+
+async def test_without_state_events_long_operations_poll(servers, monkeypatch) -> None:
+    # A device whose State events cannot be subscribed still works: the end of a motion
+    # (here 40 ms, longer than the bridge's SETTLE) is found by reading State.
+    import tango
+
+    def refuse(*_args, **_kwargs):
+        tango.Except.throw_exception("API_EventChannelNotExported", "no events here", "test")
+
+    monkeypatch.setattr(tango.DeviceProxy, "subscribe_event", refuse)
+    motor = await TangoDevice(motor_name("move"))
+    try:
+        assert motor._event_ids == []
+        start = await position_mm(motor)
+        began = time.monotonic()
+        await motor.set_position((start + 2) * q.mm)
+        assert time.monotonic() - began < 2.0
+        assert await motor.get_state() == "standby"
+        assert await position_mm(motor) == pytest.approx(start + 2)
+    finally:
+        await motor.disconnect()

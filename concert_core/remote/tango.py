@@ -81,8 +81,8 @@ class RemoteDevice(Device):
         try:
             self._event_ids.append(await call(
                 proxy.subscribe_event, "State", tango.EventType.CHANGE_EVENT, on_state))
-        except tango.DevFailed as failure:  # the device works without events, by polling
-            LOG.info("%s: no State events (%s); polling", self.tango_name, failure.args[0].desc)
+        except errors.ConcertError as error:  # the device works without events, by polling
+            LOG.info("%s: no State events (%s); polling", self.tango_name, error)
 
     # -- state -------------------------------------------------------------------------
     async def _remote_state(self) -> tuple[tango.DevState, str]:
