@@ -550,9 +550,24 @@ class SpiralMixin(Tomography):
         help="Travel of the vertical_motor during one angular_range")
     num_tomograms = Parameter(help="ceil(sample_height / vertical_shift_per_tomogram)")
 
-    async def _spiral_init(
-        self, vertical_motor: LinearMotor, start_position_vertical: pint.Quantity,
-        sample_height: pint.Quantity, vertical_shift_per_tomogram: pint.Quantity,
+    async def __ainit__(
+        self,
+        walker: Any,
+        flat_motor: LinearMotor,
+        tomography_motor: RotationMotor,
+        vertical_motor: LinearMotor,
+        radio_position: pint.Quantity,
+        flat_position: pint.Quantity,
+        camera: Camera,
+        start_position_vertical: pint.Quantity,
+        sample_height: pint.Quantity,
+        vertical_shift_per_tomogram: pint.Quantity,
+        num_flats: int = 200,
+        num_darks: int = 200,
+        num_projections: int = 3000,
+        angular_range: pint.Quantity = 180 * q.deg,
+        start_angle: pint.Quantity = 0 * q.deg,
+        separate_scans: bool = True,
     ) -> None:
         self._vertical_motor = vertical_motor
         self._start_position_vertical = self["start_position_vertical"].parameter.convert(
@@ -562,6 +577,9 @@ class SpiralMixin(Tomography):
         if shift.magnitude == 0:
             raise ValueError("vertical_shift_per_tomogram must not be zero")
         self._vertical_shift_per_tomogram = shift
+        await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
+                                flat_position, camera, num_flats, num_darks, num_projections,
+                                angular_range, start_angle, separate_scans)
 
     async def _get_num_tomograms(self) -> int:
         ratio = abs(float((self._sample_height / self._vertical_shift_per_tomogram)
@@ -585,31 +603,6 @@ class SteppedSpiralTomography(SpiralMixin, SteppedTomography):
     """Stepped tomography with the sample also stepped along the rotation axis: a helix of
     ``num_projections * num_tomograms`` projections."""
 
-    async def __ainit__(
-        self,
-        walker: Any,
-        flat_motor: LinearMotor,
-        tomography_motor: RotationMotor,
-        vertical_motor: LinearMotor,
-        radio_position: pint.Quantity,
-        flat_position: pint.Quantity,
-        camera: Camera,
-        start_position_vertical: pint.Quantity,
-        sample_height: pint.Quantity,
-        vertical_shift_per_tomogram: pint.Quantity,
-        num_flats: int = 200,
-        num_darks: int = 200,
-        num_projections: int = 3000,
-        angular_range: pint.Quantity = 180 * q.deg,
-        start_angle: pint.Quantity = 0 * q.deg,
-        separate_scans: bool = True,
-    ) -> None:
-        await self._spiral_init(vertical_motor, start_position_vertical, sample_height,
-                                vertical_shift_per_tomogram)
-        await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
-                                flat_position, camera, num_flats, num_darks, num_projections,
-                                angular_range, start_angle, separate_scans)
-
     async def _step(self, index: int) -> dict[str, Any]:
         angle, height = self._angle(index), self._vertical(index)
         await run_together([self._tomography_motor.set_position(angle),
@@ -630,31 +623,6 @@ class ContinuousSpiralTomography(SpiralMixin, ContinuousTomography):
     vertical_velocity = Quantity(q.mm / q.s, help="Velocity of the vertical_motor during the "
                                  "scan (vertical_shift_per_tomogram * frame rate / "
                                  "num_projections)")
-
-    async def __ainit__(
-        self,
-        walker: Any,
-        flat_motor: LinearMotor,
-        tomography_motor: RotationMotor,
-        vertical_motor: LinearMotor,
-        radio_position: pint.Quantity,
-        flat_position: pint.Quantity,
-        camera: Camera,
-        start_position_vertical: pint.Quantity,
-        sample_height: pint.Quantity,
-        vertical_shift_per_tomogram: pint.Quantity,
-        num_flats: int = 200,
-        num_darks: int = 200,
-        num_projections: int = 3000,
-        angular_range: pint.Quantity = 180 * q.deg,
-        start_angle: pint.Quantity = 0 * q.deg,
-        separate_scans: bool = True,
-    ) -> None:
-        await self._spiral_init(vertical_motor, start_position_vertical, sample_height,
-                                vertical_shift_per_tomogram)
-        await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
-                                flat_position, camera, num_flats, num_darks, num_projections,
-                                angular_range, start_angle, separate_scans)
 
     async def _get_vertical_velocity(self) -> pint.Quantity:
         rate = await self._camera.get_frame_rate()
