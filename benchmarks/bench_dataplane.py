@@ -8,7 +8,9 @@ Parts (each a function registered in ``PARTS``; add one by appending to it):
     same frames into a temporary directory;
 (d) end to end through the servers: a ConcertCamera (dummy camera, 2048x2048 uint16)
     GrabSend(n) -> ConcertWalker WriteSequence -> HDF5 and TIFF, on an embedded Tango
-    database started for the run (goal: >= 0.8 of min(a, c) of the same format);
+    database started for the run (goal: >= 0.8 of min(a, c) of the same format), over
+    tcp loopback and over ipc (a Unix socket, for servers on one host; (a) and (d.raw)
+    run over both too);
 (d.raw) the same work without our code, as a reference for (d): a process that makes
     every frame anew (np.copyto of a pool frame into a new array, the baseline of
     bench_camera) and sends it with raw pyzmq, zero-copy, to this process, which hands
@@ -90,13 +92,32 @@ class Setup:
         return self.pool[i % len(self.pool)]
 
 
-def part_a_raw_zmq(setup: Setup) -> list[Result]:
-    context = zmq.Context()
+#: The transports (d) runs over: tcp loopback and ipc (a Unix socket: the camera and
+#: walker servers on one host). ``ipc://*`` binds a fresh socket file.
+TRANSPORTS = {"tcp": "tcp://127.0.0.1:0", "ipc": "ipc://*"}
+
+
+def _bound_pull(context: zmq.Context, transport: str) -> tuple[zmq.Socket, str]:
+    """A PULL socket bound on ``transport``, and the endpoint to connect to."""
     pull = context.socket(zmq.PULL)
-    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    pull.bind(TRANSPORTS[transport].replace(":0", ":*"))
+    return pull, pull.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+
+def _suffix(transport: str) -> str:
+    return "" if transport == "tcp" else f".{transport}"
+
+
+def part_a_raw_zmq(setup: Setup) -> list[Result]:
+    return [_raw_zmq(setup, transport) for transport in TRANSPORTS]
+
+
+def _raw_zmq(setup: Setup, transport: str) -> Result:
+    context = zmq.Context()
+    pull, endpoint = _bound_pull(context, transport)
     push = context.socket(zmq.PUSH)
     push.sndhwm = pull.rcvhwm = 100
-    push.connect(f"tcp://127.0.0.1:{port}")
+    push.connect(endpoint)
 
     def send() -> None:
         for i in range(setup.frames):
@@ -117,7 +138,8 @@ def part_a_raw_zmq(setup: Setup) -> list[Result]:
     push.close(linger=0)
     pull.close(linger=0)
     context.term()
-    return [Result("a", "raw pyzmq PUSH/PULL", received, nbytes, seconds, setup.frames - received)]
+    return Result("a" + _suffix(transport), f"raw pyzmq PUSH/PULL {transport}", received,
+                  nbytes, seconds, setup.frames - received)
 
 
 def part_b_image_sender(setup: Setup) -> list[Result]:
@@ -296,13 +318,12 @@ def _raw_sender(endpoint: str, count: int, ready: Any, go: Any) -> None:
 
 
 def part_d_raw_pipeline(setup: Setup) -> list[Result]:
-    return [
-        _raw_pipeline(setup, "HDF5", "d.rawh5"),
-        _raw_pipeline(setup, "TIFF", "d.rawtiff"),
-    ]
+    return [_raw_pipeline(setup, fmt, key + _suffix(transport), transport)
+            for transport in TRANSPORTS
+            for fmt, key in (("HDF5", "d.rawh5"), ("TIFF", "d.rawtiff"))]
 
 
-def _raw_pipeline(setup: Setup, fmt: str, key: str) -> Result:
+def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
     count = setup.server_frames
     path = os.path.join(setup.workdir, f"raw_pipeline_{fmt}")
     shutil.rmtree(path, ignore_errors=True)
@@ -332,14 +353,11 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str) -> Result:
 
     spawn = multiprocessing.get_context("spawn")
     context = zmq.Context()
-    pull = context.socket(zmq.PULL)
+    pull, endpoint = _bound_pull(context, transport)
     pull.rcvhwm = 100
     pull.rcvtimeo = 30_000  # a dead sender: zmq.Again instead of a hang
-    port = pull.bind_to_random_port("tcp://127.0.0.1")
     ready, go = spawn.Event(), spawn.Event()
-    sender = spawn.Process(
-        target=_raw_sender, args=(f"tcp://127.0.0.1:{port}", count, ready, go)
-    )
+    sender = spawn.Process(target=_raw_sender, args=(endpoint, count, ready, go))
     sender.start()
     writer = threading.Thread(target=write)
     writer.start()
@@ -372,7 +390,7 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str) -> Result:
         pull.close(linger=0)
         context.term()
         shutil.rmtree(path, ignore_errors=True)
-    label = f"raw pyzmq process -> {'h5py' if file is not None else 'tifffile'}"
+    label = f"raw pyzmq {transport} -> {'h5py' if file is not None else 'tifffile'}"
     return Result(key, label, written, written * setup_nbytes(), seconds, count - written)
 
 
@@ -418,9 +436,8 @@ def part_d_servers(setup: Setup) -> list[Result]:
 
 def _through_servers(setup: Setup, root: str) -> list[Result]:
     walker, camera = tango.DeviceProxy(BENCH_WALKER), tango.DeviceProxy(BENCH_CAMERA)
-    camera.write_attribute("data_endpoint", "tcp://127.0.0.1:0")
-    endpoint = camera.read_attribute("data_endpoint").value
     walker.write_attribute("stream_timeout", 30.0)
+    endpoint = ""
 
     def run(fmt: str, name: str, count: int) -> tuple[int, float]:
         walker.Home()
@@ -444,20 +461,27 @@ def _through_servers(setup: Setup, root: str) -> list[Result]:
         return written, seconds
 
     formats = (("HDF5", "d.hdf5"), ("TIFF", "d.tiff"))
-    for fmt, _ in formats:
-        run(fmt, f"warmup_{fmt}", 3)  # camera plans, noise banks, first files
+    for transport, bind in TRANSPORTS.items():
+        camera.write_attribute("data_endpoint", bind)
+        endpoint = camera.read_attribute("data_endpoint").value
+        for fmt, _ in formats:
+            run(fmt, f"warmup_{fmt}_{transport}", 3)  # camera plans, noise banks, first files
     best: dict[str, Result] = {}
-    lost = {key: 0 for _, key in formats}
+    lost = {key + _suffix(transport): 0 for _, key in formats for transport in TRANSPORTS}
     count = setup.server_frames
     rounds = max(setup.repeat, 1)
     for round_number in range(rounds):
-        for fmt, key in formats:
-            written, seconds = run(fmt, f"run_{fmt}_{round_number}", count)
-            lost[key] += count - written
-            result = Result(key, f"camera -> ConcertWalker -> {fmt}", written,
-                            written * setup_nbytes(), seconds)
-            if key not in best or result.gbps > best[key].gbps:
-                best[key] = result
+        for transport, bind in TRANSPORTS.items():
+            camera.write_attribute("data_endpoint", bind)
+            endpoint = camera.read_attribute("data_endpoint").value
+            for fmt, key in formats:
+                key += _suffix(transport)
+                written, seconds = run(fmt, f"run_{fmt}_{round_number}", count)
+                lost[key] += count - written
+                result = Result(key, f"camera -> ConcertWalker -> {fmt} {transport}",
+                                written, written * setup_nbytes(), seconds)
+                if key not in best or result.gbps > best[key].gbps:
+                    best[key] = result
     for key, result in best.items():
         result.lost = lost[key]
         if rounds > 1:
@@ -498,6 +522,13 @@ RATIOS = [
     ("(d TIFF)/min(a, raw tifffile)", "d.tiff", ("a", "c.tifffile"), 0.8),
     ("(d HDF5)/raw pipeline (same work)", "d.hdf5", "d.rawh5", 0.8),
     ("(d TIFF)/raw pipeline (same work)", "d.tiff", "d.rawtiff", 0.8),
+    ("(d HDF5 ipc)/min(a, raw h5py)", "d.hdf5.ipc", ("a", "c.h5py", "c.h5direct"), 0.8),
+    ("(d TIFF ipc)/min(a, raw tifffile)", "d.tiff.ipc", ("a", "c.tifffile"), 0.8),
+    ("(d HDF5 ipc)/min(a ipc, raw h5py)", "d.hdf5.ipc", ("a.ipc", "c.h5py", "c.h5direct"),
+     None),
+    ("(d TIFF ipc)/min(a ipc, raw tifffile)", "d.tiff.ipc", ("a.ipc", "c.tifffile"), None),
+    ("(d HDF5 ipc)/raw pipeline ipc", "d.hdf5.ipc", "d.rawh5.ipc", 0.8),
+    ("(d TIFF ipc)/raw pipeline ipc", "d.tiff.ipc", "d.rawtiff.ipc", 0.8),
 ]
 
 

@@ -9,6 +9,11 @@
     server (``RemoteImageWriter``);
 (c) the time the camera alone needs for those 120 software-triggered frames.
 
+(a) and (b) run twice: with software steps (each projection a move and a trigger from the
+session) and hardware-timed (``hardware_trigger``: the rotation motor steps through the
+angles itself and pulses the camera's trigger input, as a motion controller wired to the
+camera does; darks and flats stay software-triggered).
+
 The devices are fast (``DEVICE_ARGS``) so that the figures show the software's overhead,
 not motor travel: (a) - (c) is what the experiment machinery, the motors' state machines,
 the shutter, the metadata and the writer add. Each part runs ``--repeats`` times; the best
@@ -59,7 +64,30 @@ async def make_camera() -> Camera:
     return await Camera(width=WIDTH, height=HEIGHT, dtype="uint16", seed=0, **_args("camera"))
 
 
-async def part_a(directory: Path, file_format: str, repeats: int) -> tuple[float, int]:
+MODES = {"software": False, "hardware": True}
+
+
+async def _best(experiment: Any, tomo_motor: Any, repeats: int, writer: Any = None
+                ) -> dict[str, tuple[float, int]]:
+    """Per trigger mode: the best time of ``repeats`` runs and the frames written per run."""
+    results = {}
+    for mode, hardware in MODES.items():
+        await experiment.set_hardware_trigger(hardware)
+        best, written = float("inf"), 0
+        for _ in range(repeats):
+            await tomo_motor.set_position(0 * q.deg)
+            before = experiment.walker.frames_written
+            start = time.perf_counter()
+            await experiment.run()
+            best = min(best, time.perf_counter() - start)
+            written += (sum(writer.written.values()) if writer is not None
+                        else experiment.walker.frames_written - before)
+        results[mode] = best, written // repeats
+    return results
+
+
+async def part_a(directory: Path, file_format: str, repeats: int
+                 ) -> dict[str, tuple[float, int]]:
     """Best time of the whole stepped tomography with local devices; frames written."""
     camera = await make_camera()
     flat_motor = await LinearMotor(**_args("flat_motor"))
@@ -75,17 +103,10 @@ async def part_a(directory: Path, file_format: str, repeats: int) -> tuple[float
         num_flats=NUM_FLATS, num_darks=NUM_DARKS, num_projections=NUM_PROJECTIONS,
         storage_ring=ring)
     ImageWriter(experiment.acquisitions, walker)
-    best = float("inf")
-    written = walker.frames_written
-    for _ in range(repeats):
-        await tomo_motor.set_position(0 * q.deg)
-        start = time.perf_counter()
-        await experiment.run()
-        best = min(best, time.perf_counter() - start)
-    written = walker.frames_written - written
+    results = await _best(experiment, tomo_motor, repeats)
     if isinstance(walker, HDF5Walker):
         await walker.close()
-    return best, written
+    return results
 
 
 def _beamline_config(root: Path, file_format: str) -> dict[str, Any]:
@@ -111,7 +132,8 @@ def _beamline_config(root: Path, file_format: str) -> dict[str, Any]:
     }}
 
 
-async def part_b(directory: Path, file_format: str, repeats: int) -> tuple[float, int]:
+async def part_b(directory: Path, file_format: str, repeats: int
+                 ) -> dict[str, tuple[float, int]]:
     """(b) Best time of the same tomography on the Tango servers (``TangoDevice`` proxies)
     with the remote walker: frames go camera server -> walker server (RemoteImageWriter)."""
     from concert_core.remote import TangoDevice
@@ -141,16 +163,10 @@ async def part_b(directory: Path, file_format: str, repeats: int) -> tuple[float
             num_flats=NUM_FLATS, num_darks=NUM_DARKS, num_projections=NUM_PROJECTIONS,
             storage_ring=ring)
         writer = RemoteImageWriter(experiment, walker)
-        best, written = float("inf"), 0
-        for _ in range(repeats):
-            await tomo_motor.set_position(0 * q.deg)
-            start = time.perf_counter()
-            await experiment.run()
-            best = min(best, time.perf_counter() - start)
-            written += sum(writer.written.values())
+        results = await _best(experiment, tomo_motor, repeats, writer)
         for device in (camera, flat_motor, tomo_motor, shutter, ring, walker):
             await device.disconnect()
-        return best, written
+        return results
     finally:
         await asyncio.to_thread(beamline.down, state, tango_host)
 
@@ -193,28 +209,26 @@ async def main(file_format: str, repeats: int) -> None:
     try:
         t_c = await part_c(repeats)
         t_m = await motor_steps(repeats)
-        t_a, written = await part_a(directory, file_format, repeats)
-        t_b, written_b = await part_b(directory, file_format, repeats)
+        a = await part_a(directory, file_format, repeats)
+        b = await part_b(directory, file_format, repeats)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(f"stepped tomography: {NUM_DARKS} darks, {NUM_FLATS} flats, {NUM_PROJECTIONS} "
           f"projections of {WIDTH}x{HEIGHT} uint16, best of {repeats}; walker: {file_format}")
     print(f"devices: {DEVICE_ARGS}")
-    print(f"(a) local devices + local walker : {t_a:8.3f} s  ({frames / t_a:7.1f} frames/s, "
-          f"{written // repeats} frames written per run)")
-    print(f"(b) Tango servers + remote walker: {t_b:8.3f} s  ({frames / t_b:7.1f} frames/s, "
-          f"{written_b // repeats} frames written per run)")
-    print(f"(c) camera alone, {frames} frames   : {t_c:8.3f} s  ({frames / t_c:7.1f} frames/s)")
-    print(f"    for context: the {NUM_PROJECTIONS} rotation steps alone take {t_m:.3f} s; "
-          f"(a) - (c) - steps = {t_a - t_c - t_m:.3f} s "
-          f"({(t_a - t_c - t_m) / frames * 1e3:.2f} ms per frame)")
-    print(f"(a)/(c) = {t_a / t_c:.2f}")
-    print(f"(b)/(c) = {t_b / t_c:.2f}  (goal: < 1.5)")
-    print(f"overhead of (a) per frame: {(t_a - t_c) / frames * 1e3:.2f} ms; per projection "
-          f"(all overhead charged to the {NUM_PROJECTIONS} projections): "
-          f"{(t_a - t_c) / NUM_PROJECTIONS * 1e3:.2f} ms")
-    print(f"overhead of (b) per frame: {(t_b - t_c) / frames * 1e3:.2f} ms; per projection: "
-          f"{(t_b - t_c) / NUM_PROJECTIONS * 1e3:.2f} ms")
+    print(f"(c) camera alone, {frames} frames: {t_c:8.3f} s  ({frames / t_c:7.1f} frames/s)")
+    print(f"    for context: the {NUM_PROJECTIONS} rotation steps alone take {t_m:.3f} s")
+    for label, results in (("(a) local devices + local walker ", a),
+                           ("(b) Tango servers + remote walker", b)):
+        for mode, (seconds, written) in results.items():
+            print(f"{label}, {mode + ' steps:':16s}{seconds:8.3f} s  "
+                  f"({frames / seconds:7.1f} frames/s, {written} frames written per run)")
+    for part, results in (("a", a), ("b", b)):
+        for mode, (seconds, _) in results.items():
+            goal = "  (goal: < 1.5)" if part == "b" else ""
+            print(f"({part})/(c), {mode + ' steps:':16s}{seconds / t_c:5.2f}{goal}   overhead "
+                  f"{(seconds - t_c) / frames * 1e3:.2f} ms per frame, "
+                  f"{(seconds - t_c) / NUM_PROJECTIONS * 1e3:.2f} ms per projection")
 
 
 if __name__ == "__main__":

@@ -101,8 +101,12 @@ def tomo_max_speed(frame_width: Any, frame_rate: Any) -> pint.Quantity:
     return (tomo_angular_step(frame_width) * frame_rate).to(q.deg / q.s)
 
 
+#: Where a motor binds its trigger output for a hardware-timed scan if it has none.
+TRIGGER_ENDPOINT = "tcp://127.0.0.1:0"
 #: Frames a camera sending them itself may lag behind the triggers.
 _MAX_AHEAD = 16
+#: Seconds between two reads of a sending camera's frame counter.
+_GRABBED_POLL = 0.01
 #: Seconds a failed trigger waits for the camera's send to report why it failed.
 _CAUSE_WAIT = 1.0
 
@@ -129,12 +133,17 @@ def _camera_error(camera: Camera, sending: asyncio.Future | None, error: Excepti
     return CameraError(f"camera {name}: {type(error).__name__}: {error}")
 
 
-async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int) -> int:
-    """Wait until the camera has grabbed ``wanted`` frames; return how many it has."""
+async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int,
+                        scan: asyncio.Future | None = None) -> int:
+    """Wait until the camera has grabbed ``wanted`` frames; return how many it has.
+
+    A failed ``scan`` (the motor triggering the camera) ends the wait with its own error."""
     while True:
         grabbed = int(await camera.get_frames_grabbed())
         if grabbed >= wanted:
             return grabbed
+        if scan is not None and scan.done() and scan.exception() is not None:
+            raise scan.exception()  # type: ignore[misc]
         if sending.done():
             try:
                 sending.result()
@@ -146,7 +155,32 @@ async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int) ->
                 return grabbed
             raise CameraError(f"the camera stopped sending after {grabbed} of {wanted} "
                               "frames")
-        await asyncio.sleep(0.01)
+        # Poll, but wake at once when the send ends (its end comes with the final count).
+        watch = {sending} if scan is None or scan.done() else {sending, scan}
+        await asyncio.wait(watch, timeout=_GRABBED_POLL, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _unless_failed(awaitable: Awaitable[Any], other: asyncio.Future) -> Any:
+    """Await ``awaitable``; if ``other`` fails first, cancel it and raise that error."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({task, other}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and other.exception() is not None:
+            raise other.exception()  # type: ignore[misc]
+        return await task
+    finally:
+        await _cancelled(task)
+
+
+async def _cancelled(future: asyncio.Future) -> None:
+    """Cancel ``future`` unless it is done, and wait for it to end."""
+    if not future.done():
+        future.cancel()
+        await asyncio.gather(future, return_exceptions=True)
+
+
+def _no_info(_index: int) -> dict[str, Any]:
+    return {}
 
 
 def _seconds(value: Any) -> float:
@@ -184,6 +218,11 @@ class ImagingExperiment(Experiment):
         return {}
 
     # -- frames ------------------------------------------------------------------------------
+    def _hardware_timed(self) -> bool:
+        """True if the frames are timed by hardware: frames taken where nothing moves
+        (darks, flats) are then triggered by the camera itself (AUTO, at its frame rate)."""
+        return False
+
     def _stamp(self, frame: Any, index: int, exposure: float, extra: dict[str, Any]) -> Any:
         if not isinstance(frame, ImageWithMetadata):
             frame = ImageWithMetadata(frame)
@@ -195,22 +234,61 @@ class ImagingExperiment(Experiment):
         metadata.update(extra)
         return frame
 
+    async def _setup_camera(self, source: str, saved: dict[str, Any],
+                            trigger_input: str | None = None) -> float:
+        """Stop a recording in progress and set the camera's ``trigger_source`` (and
+        ``trigger_input``); with a direct writer bind its data endpoint. The reads go out
+        together (one round trip to a remote camera). The old values of what is set are put
+        in ``saved`` before it is set, for :meth:`_restore_camera`. Returns the exposure
+        time (s)."""
+        camera = self._camera
+        reads = [camera.get_state(), camera.get_exposure_time(), camera.get_trigger_source()]
+        if trigger_input is not None:
+            reads.append(camera.get_trigger_input())
+        if self.direct_writer is not None:
+            reads.append(self.direct_writer.data_endpoint())
+        state, exposure, old_source, *rest = await asyncio.gather(*reads)
+        if state == "recording":
+            await camera.stop_recording()
+        writes = []
+        if trigger_input is not None and rest[0] != trigger_input:
+            saved["trigger_input"] = rest[0]
+            writes.append(camera.set_trigger_input(trigger_input))
+        if old_source != source:
+            saved["trigger_source"] = old_source
+            writes.append(camera.set_trigger_source(source))
+        await run_together(writes)
+        return _seconds(exposure)
+
+    async def _restore_camera(self, saved: dict[str, Any], failed: bool) -> None:
+        """Set the camera's settings in ``saved`` back; after a failure (``failed``) a
+        refusal is logged, not raised, so that the original error is the one seen."""
+        for name, value in saved.items():  # in turn: this may run while being cancelled
+            try:
+                await getattr(self._camera, f"set_{name}")(value)
+            except Exception as error:
+                if not failed:
+                    raise
+                self.log.warning("restoring the camera's %s: %s", name, error)
+
     async def _produce_frames(
         self, number: int, before: FrameInfo | None = None
     ) -> AsyncIterator[ImageWithMetadata]:
         """Yield ``number`` software-triggered frames; ``await before(i)`` positions the
         devices for frame ``i`` and returns metadata for it."""
+        if before is None and self._hardware_timed():
+            async for frame in self._produce_continuous(number, _no_info):
+                yield frame
+            return
         if self.direct_writer is not None:
             async for token in self._produce_sent(number, before):
                 yield token
             return
         camera = self._camera
-        if await camera.get_state() == "recording":
-            await camera.stop_recording()
-        exposure = _seconds(await camera.get_exposure_time())
-        await camera["trigger_source"].stash()
+        saved: dict[str, Any] = {}
+        failed = True
         try:
-            await camera.set_trigger_source("SOFTWARE")
+            exposure = await self._setup_camera("SOFTWARE", saved)
             async with camera.recording():
                 for index in range(number):
                     extra = await before(index) if before is not None else {}
@@ -218,8 +296,9 @@ class ImagingExperiment(Experiment):
                     frame = await camera.grab()
                     extra.update(await self._frame_metadata())
                     yield self._stamp(frame, index, exposure, extra)
+            failed = False
         finally:
-            await camera["trigger_source"].restore()
+            await self._restore_camera(saved, failed)
 
     async def _produce_sent(
         self, number: int, before: FrameInfo | None = None
@@ -232,14 +311,11 @@ class ImagingExperiment(Experiment):
         may lag at most ``_MAX_AHEAD`` frames behind the triggers.
         """
         camera = self._camera
-        if await camera.get_state() == "recording":
-            await camera.stop_recording()
-        exposure = _seconds(await camera.get_exposure_time())
-        await self.direct_writer.data_endpoint()
-        await camera["trigger_source"].stash()
+        saved: dict[str, Any] = {}
         sending: asyncio.Future | None = None
+        failed = True
         try:
-            await camera.set_trigger_source("SOFTWARE")
+            exposure = await self._setup_camera("SOFTWARE", saved)
             sending = asyncio.ensure_future(camera.grab_send(number))
             await _until_recording(camera, sending)
             loop = asyncio.get_running_loop()
@@ -259,9 +335,7 @@ class ImagingExperiment(Experiment):
                         raise _camera_error(camera, sending, error) from error
                     extra.update(await metadata)
                 finally:
-                    if not metadata.done():
-                        metadata.cancel()
-                        await asyncio.gather(metadata, return_exceptions=True)
+                    await _cancelled(metadata)
                 if index + 1 - confirmed > _MAX_AHEAD:
                     confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
                 rest = exposure - (loop.time() - began)
@@ -273,16 +347,11 @@ class ImagingExperiment(Experiment):
                 await sending
             except Exception as error:
                 raise _camera_error(camera, sending, error) from error
-        except BaseException:
-            if sending is not None and not sending.done():
-                sending.cancel()
-                await asyncio.gather(sending, return_exceptions=True)
-            try:  # the camera may be in error: keep the original exception
-                await camera["trigger_source"].restore()
-            except Exception as error:
-                self.log.warning("restoring the trigger source: %s", error)
-            raise
-        await camera["trigger_source"].restore()
+            failed = False
+        finally:
+            if sending is not None:
+                await _cancelled(sending)
+            await self._restore_camera(saved, failed)
 
     async def _produce_continuous(
         self, number: int, info: Callable[[int], dict[str, Any]]
@@ -291,39 +360,93 @@ class ImagingExperiment(Experiment):
         ``info(i)`` gives frame ``i``'s metadata. With a ``direct_writer`` the camera sends
         the frames itself and this yields frame tokens as the camera grabs them."""
         camera = self._camera
-        if await camera.get_state() == "recording":
-            await camera.stop_recording()
-        exposure = _seconds(await camera.get_exposure_time())
-        await camera["trigger_source"].stash()
+        saved: dict[str, Any] = {}
+        failed = True
         try:
-            await camera.set_trigger_source("AUTO")
+            exposure = await self._setup_camera("AUTO", saved)
             if self.direct_writer is not None:
-                await self.direct_writer.data_endpoint()
-                sending = asyncio.ensure_future(camera.grab_send(number))
-                try:
-                    await _until_recording(camera, sending)
-                    grabbed = 0
+                async for token in self._sent_tokens(number, exposure, info):
+                    yield token
+            else:
+                async with camera.recording():
                     for index in range(number):
-                        if grabbed <= index:
-                            grabbed = await _wait_grabbed(camera, sending, index + 1)
+                        frame = await camera.grab()
                         extra = info(index)
                         extra.update(await self._frame_metadata())
-                        yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)),
-                                          index, exposure, extra)
-                    await sending
-                finally:
-                    if not sending.done():
-                        sending.cancel()
-                        await asyncio.gather(sending, return_exceptions=True)
-                return
-            async with camera.recording():
-                for index in range(number):
-                    frame = await camera.grab()
-                    extra = info(index)
-                    extra.update(await self._frame_metadata())
-                    yield self._stamp(frame, index, exposure, extra)
+                        yield self._stamp(frame, index, exposure, extra)
+            failed = False
         finally:
-            await camera["trigger_source"].restore()
+            await self._restore_camera(saved, failed)
+
+    async def _produce_triggered(
+        self, number: int, motor: Any, step: pint.Quantity, info: Callable[[int], dict[str, Any]]
+    ) -> AsyncIterator[ImageWithMetadata]:
+        """Yield ``number`` frames of a hardware-timed step scan: ``motor`` steps by ``step``
+        from where it is, pulsing its ``trigger_output`` at each position, and the camera
+        (trigger source ``EXTERNAL``, its ``trigger_input`` wired to that output) exposes a
+        frame per pulse; the motor dwells ``exposure_time`` at each position. ``info(i)``
+        gives frame ``i``'s metadata. With a ``direct_writer`` the camera sends the frames
+        itself and this yields frame tokens as the camera grabs them."""
+        camera = self._camera
+        output = await motor.get_trigger_output()
+        if not output:
+            await motor.set_trigger_output(TRIGGER_ENDPOINT)
+            output = await motor.get_trigger_output()
+        saved: dict[str, Any] = {}
+        failed = True
+        try:
+            exposure = await self._setup_camera("EXTERNAL", saved, trigger_input=output)
+            if self.direct_writer is not None:
+                async for token in self._sent_tokens(number, exposure, info, motor, step):
+                    yield token
+            else:
+                async with camera.recording():
+                    scan = asyncio.ensure_future(motor.step_scan(step, number, exposure * q.s))
+                    try:
+                        for index in range(number):
+                            frame = await _unless_failed(camera.grab(), scan)
+                            extra = info(index)
+                            extra.update(await self._frame_metadata())
+                            yield self._stamp(frame, index, exposure, extra)
+                        await scan
+                    finally:
+                        await _cancelled(scan)
+            failed = False
+        finally:
+            await self._restore_camera(saved, failed)
+
+    async def _sent_tokens(
+        self, number: int, exposure: float, info: Callable[[int], dict[str, Any]],
+        motor: Any = None, step: pint.Quantity | None = None,
+    ) -> AsyncIterator[ImageWithMetadata]:
+        """Frame tokens of ``number`` frames the camera triggers without us (AUTO, or pulses
+        of ``motor``'s ``step_scan`` by ``step``) and sends to the direct writer itself,
+        yielded as the camera grabs them."""
+        camera = self._camera
+        sending = asyncio.ensure_future(camera.grab_send(number))
+        scan: asyncio.Future | None = None
+        try:
+            await _until_recording(camera, sending)
+            if motor is not None:
+                scan = asyncio.ensure_future(motor.step_scan(step, number, exposure * q.s))
+            grabbed = 0
+            for index in range(number):
+                if grabbed <= index:
+                    grabbed = await _wait_grabbed(camera, sending, index + 1, scan)
+                extra = info(index)
+                extra.update(await self._frame_metadata())
+                yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)), index,
+                                  exposure, extra)
+            if scan is not None:
+                await scan
+            try:
+                await sending
+            except Exception as error:
+                raise _camera_error(camera, sending, error) from error
+        finally:
+            if scan is not None:
+                await _cancelled(scan)
+            await _cancelled(sending)
 
     # -- cleanup -----------------------------------------------------------------------------
     def motors(self) -> list[Any]:
@@ -481,6 +604,10 @@ class Tomography(Radiography):
         step = self._angular_range / max(self._num_projections, 1)
         return self._start_angle + index * step
 
+    def _info(self, index: int) -> dict[str, Any]:
+        """Metadata of projection ``index`` known in advance (its rotation angle)."""
+        return {"rotation_angle": float(self._angle(index).to(q.deg).magnitude)}
+
     async def _prepare_radios(self) -> None:
         await run_together([
             self._flat_motor.set_position(self._radio_position),
@@ -489,13 +616,58 @@ class Tomography(Radiography):
         ])
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"expected True or False, got {value!r}")
+    return bool(value)
+
+
 class SteppedTomography(Tomography):
-    """Tomography moving the sample to each angle and taking one projection there."""
+    """Tomography moving the sample to each angle and taking one projection there.
+
+    With ``hardware_trigger`` the projections are a hardware-timed step scan: the
+    tomography motor steps through the angles itself (``step_scan``) and pulses the
+    camera's ``trigger_input`` at each one, as a motion controller wired to the camera's
+    trigger input does; no software round trip is needed per projection. Darks and flats
+    are then taken with the camera's own trigger (AUTO, at its frame rate).
+    """
 
     angular_step = Quantity(q.deg, help="angular_range / num_projections")
+    hardware_trigger = Parameter(
+        *stored("hardware_trigger", _flag), check=IDLE,
+        help="True: hardware-timed frames: the tomography_motor steps and triggers the camera "
+        "itself for the projections (its trigger_output wired to the camera's "
+        "trigger_input, trigger source EXTERNAL, a dwell of exposure_time per angle) and "
+        "the camera triggers itself for darks and flats (AUTO, at its frame_rate); False: "
+        "every frame is a software trigger (and each projection a software move)")
+
+    async def __ainit__(
+        self,
+        walker: Any,
+        flat_motor: LinearMotor,
+        tomography_motor: RotationMotor,
+        radio_position: pint.Quantity,
+        flat_position: pint.Quantity,
+        camera: Camera,
+        num_flats: int = 200,
+        num_darks: int = 200,
+        num_projections: int = 3000,
+        angular_range: pint.Quantity = 180 * q.deg,
+        start_angle: pint.Quantity = 0 * q.deg,
+        separate_scans: bool = True,
+        *,
+        hardware_trigger: bool = False,
+    ) -> None:
+        self._hardware_trigger = _flag(hardware_trigger)
+        await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
+                                flat_position, camera, num_flats, num_darks, num_projections,
+                                angular_range, start_angle, separate_scans)
 
     async def _get_angular_step(self) -> pint.Quantity:
         return self._angular_range / max(self._num_projections, 1)
+
+    def _hardware_timed(self) -> bool:
+        return self._hardware_trigger
 
     async def _step(self, index: int) -> dict[str, Any]:
         angle = self._angle(index)
@@ -503,7 +675,12 @@ class SteppedTomography(Tomography):
         return {"rotation_angle": float(angle.to(q.deg).magnitude)}
 
     async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
-        async for frame in self._produce_frames(self._num_projections, self._step):
+        if self._hardware_trigger:
+            producer = self._produce_triggered(self._num_projections, self._tomography_motor,
+                                               await self._get_angular_step(), self._info)
+        else:
+            producer = self._produce_frames(self._num_projections, self._step)
+        async for frame in producer:
             yield frame
 
 
@@ -517,9 +694,6 @@ class ContinuousTomography(Tomography):
     async def _get_velocity(self) -> pint.Quantity:
         rate = await self._camera.get_frame_rate()
         return (self._angular_range * rate / max(self._num_projections, 1)).to(q.deg / q.s)
-
-    def _info(self, index: int) -> dict[str, Any]:
-        return {"rotation_angle": float(self._angle(index).to(q.deg).magnitude)}
 
     async def _start_motion(self) -> None:
         await self._tomography_motor.set_velocity(await self._get_velocity())
@@ -599,9 +773,19 @@ class SpiralMixin(Tomography):
         ])
 
 
+def _software_only(value: Any) -> bool:
+    if _flag(value):
+        raise ValueError("a stepped spiral tomography moves two motors per projection; "
+                         "it has no hardware-timed variant (hardware_trigger stays False)")
+    return False
+
+
 class SteppedSpiralTomography(SpiralMixin, SteppedTomography):
     """Stepped tomography with the sample also stepped along the rotation axis: a helix of
     ``num_projections * num_tomograms`` projections."""
+
+    hardware_trigger = Parameter(*stored("hardware_trigger", _software_only), check=IDLE,
+                                 help="Always False: two motors step per projection")
 
     async def _step(self, index: int) -> dict[str, Any]:
         angle, height = self._angle(index), self._vertical(index)

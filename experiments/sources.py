@@ -22,7 +22,8 @@ def variant(
     doc: str = "",
 ) -> type[ImagingExperiment]:
     """A subclass of ``mixin`` and ``base`` whose ``__ainit__`` takes ``source`` right after
-    ``camera`` and the keyword-or-positional ``extra`` parameters at the end, stores them as
+    ``camera`` and the keyword-or-positional ``extra`` parameters after the others (before
+any keyword-only ones), stores them as
     ``_<name>`` and passes everything else to ``base``. ``defaults`` replace defaults of
     ``base``'s parameters."""
     signature = inspect.signature(base.__ainit__)
@@ -33,7 +34,10 @@ def variant(
         parameters.append(parameter)
         if parameter.name == "camera":
             parameters.append(source)
-    parameters.extend(extra)
+    keyword_only = [index for index, parameter in enumerate(parameters)
+                    if parameter.kind is inspect.Parameter.KEYWORD_ONLY]
+    at = keyword_only[0] if keyword_only else len(parameters)
+    parameters[at:at] = extra
     own = [source.name, *(parameter.name for parameter in extra)]
     new_signature = signature.replace(parameters=parameters)
 

@@ -13,6 +13,9 @@ is read again from the device first. Writes and long commands validate, start th
 operation as a task and return once it has started (its state changed) or finished. An
 operation that ends within ``SETTLE`` seconds of its start (a short step of a fast motor) is
 answered as finished: its client reads the final State in the same reply and needs no event.
+The bridge waits those ``SETTLE`` seconds only for an operation whose last run (per command
+or attribute of the device) ended within them: one that outlives them (a ``WriteSequence``,
+a long ``grab_send``) is answered as soon as it has started.
 """
 
 from __future__ import annotations
@@ -130,6 +133,8 @@ class ConcertDevice(Device):
         self._limits_lock = threading.Lock()
         self._limits_sequence = 0
         self._started: list[asyncio.Future] = []
+        #: Per operation: did its last run end within SETTLE? (unknown: wait and see)
+        self._settles: dict[str, bool] = {}
         self._fault = ""
         self._init_error = ""
         self._note = ""
@@ -551,13 +556,16 @@ class ConcertDevice(Device):
         if self._fault:
             self._fault = ""
             self._refresh_state()
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         if wait_for_state:
             self._started.append(waiter)
+            task.add_done_callback(self._settle_learner(what, loop.time()))
         try:
             await asyncio.wait({task, waiter}, timeout=GUARD,
                                return_when=asyncio.FIRST_COMPLETED)
-            if not task.done() and wait_for_state and SETTLE > 0:
+            if not task.done() and wait_for_state and SETTLE > 0 \
+                    and self._settles.get(what, True):
                 await asyncio.wait({task}, timeout=SETTLE)
         finally:
             if waiter in self._started:
@@ -568,6 +576,12 @@ class ConcertDevice(Device):
         task.concert_what = what  # type: ignore[attr-defined]
         self._background.add(task)
         return None
+
+    def _settle_learner(self, what: str, began: float) -> Any:
+        """A done-callback noting whether operation ``what`` ended within SETTLE."""
+        def learn(task: asyncio.Future) -> None:
+            self._settles[what] = asyncio.get_running_loop().time() - began <= SETTLE
+        return learn
 
     def _operation_done(self, task: asyncio.Future) -> None:
         self._operations.discard(task)

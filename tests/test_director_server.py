@@ -176,6 +176,34 @@ def test_stepped_tomography_hdf5_end_to_end(beamline: Beamline) -> None:
     assert Beamline.proxy(TOMO).read_attribute("position").value == pytest.approx(165.0)
 
 
+def test_hardware_triggered_tomography_end_to_end(beamline: Beamline) -> None:
+    # The tomography motor's server steps and pulses the camera server's trigger input:
+    # every projection is written, at its angle, and the camera's wiring is put back.
+    walker = walker_at(WALKER, "hwtomo")
+    walker.write_attribute("writer_class", 1)  # HDF5
+    director = Beamline.proxy("test/director/tomo")
+    director.write_attribute("num_projections", 10)
+    director.write_attribute("hardware_trigger", True)
+    try:
+        run(director)
+    finally:
+        director.write_attribute("hardware_trigger", False)
+        walker.write_attribute("writer_class", 0)
+    assert director.state() == tango.DevState.ON, director.status()
+    scan = beamline.root / "hwtomo" / "scan_0001"
+    for name, number in (("darks", 4), ("flats", 4), ("radios", 10)):
+        with h5py.File(scan / f"{name}.h5") as h5:
+            assert h5[name].shape == (number, SIZE, SIZE)
+    angles = [frame["rotation_angle"]
+              for frame in json.loads((scan / "radios_metadata.json").read_text())]
+    assert angles == pytest.approx([i * 18.0 for i in range(10)])
+    assert Beamline.proxy(TOMO).read_attribute("position").value == pytest.approx(162.0)
+    assert Beamline.proxy(TOMO).read_attribute("trigger_output").value.startswith("tcp://")
+    camera = Beamline.proxy(CAMERA)
+    assert camera.read_attribute("trigger_input").value == ""
+    assert camera.state() == tango.DevState.ON
+
+
 def test_abort_mid_run_cleans_up(beamline: Beamline) -> None:
     walker_at(WALKER, "abort")
     director = Beamline.proxy("test/director/long")

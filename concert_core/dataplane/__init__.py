@@ -1,5 +1,6 @@
 """The ZMQ image data plane (contract §7): frames travel as a JSON header plus a raw
 buffer; reliable streams (PUSH/PULL) lose nothing, live streams (PUB/SUB) drop and count.
+Trigger lines (:mod:`.trigger`) simulate a TTL cable from a motor to a camera.
 
 >>> async with ImageSender("tcp://127.0.0.1:0") as sender:
 ...     receiver = ImageReceiver(sender.endpoint)
@@ -8,6 +9,7 @@ buffer; reliable streams (PUSH/PULL) lose nothing, live streams (PUB/SUB) drop a
 from concert_core.dataplane.broadcast import Broadcaster
 from concert_core.dataplane.receiver import ImageReceiver
 from concert_core.dataplane.sender import ImageSender, resolve_endpoint
+from concert_core.dataplane.trigger import TriggerError, TriggerInput, TriggerOutput
 from concert_core.dataplane.wire import (
     DataPlaneError,
     DataPlaneTimeout,
@@ -40,6 +42,9 @@ __all__ = [
     "OrderError",
     "PartsError",
     "SizeMismatchError",
+    "TriggerError",
+    "TriggerInput",
+    "TriggerOutput",
     "decode",
     "encode_end",
     "encode_header",

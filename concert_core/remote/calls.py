@@ -17,7 +17,7 @@ from typing import Any
 
 import tango
 
-from concert_core import errors
+from concert_core import dataplane, errors
 
 #: Proxy calls one event loop may have in flight at once (more wait for a free thread).
 MAX_CONCURRENT_CALLS = 8
@@ -37,7 +37,7 @@ def concert_error(failure: tango.DevFailed) -> Exception:
         return errors.SoftLimitError(description)
     if reason in ("API_AttrNotWritable", "API_AttrNotAllowed"):
         return errors.WriteAccessError(description)
-    cls = getattr(errors, reason, None)
+    cls = getattr(errors, reason, None) or getattr(dataplane, reason, None)
     if cls is None and reason in ("ValueError", "TypeError", "TimeoutError", "KeyError"):
         cls = getattr(builtins, reason)
     if isinstance(cls, type) and issubclass(cls, Exception):

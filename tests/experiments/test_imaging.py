@@ -149,6 +149,66 @@ async def test_stepped_tomography_angles_order_and_swap(devices):
     assert order[:4] == ["flats"] * 2 + ["darks"] * 2
 
 
+async def test_stepped_tomography_hardware_trigger(devices, tmp_path):
+    # The motor steps and pulses the camera (EXTERNAL): every projection at its angle,
+    # written; the camera's trigger source and input are restored afterwards.
+    walker = await HDF5Walker(str(tmp_path / "data.h5"))
+    experiment = await synchrotron.SteppedTomography(
+        walker, devices.flat_motor, devices.tomo_motor, 0 * q.mm, 10 * q.mm, devices.camera,
+        devices.shutter, num_flats=2, num_darks=2, num_projections=6,
+        start_angle=10 * q.deg, storage_ring=devices.ring, hardware_trigger=True)
+    assert await experiment.get_hardware_trigger() is True
+    ImageWriter(experiment.acquisitions, walker)
+    await experiment.run()
+    await walker.close()
+    data, meta = read_hdf5(str(tmp_path / "data.h5"), "/scan_0001/radios/frames")
+    assert data.shape == (6, 64, 64)
+    assert [m["rotation_angle"] for m in meta] == pytest.approx([10, 40, 70, 100, 130, 160])
+    assert [m["index"] for m in meta] == list(range(6))
+    assert all("ring_current" in m for m in meta)
+    assert await devices.tomo_motor.get_position() == 160 * q.deg
+    assert (await devices.tomo_motor.get_trigger_output()).startswith("tcp://127.0.0.1:")
+    camera = devices.camera
+    assert await camera.get_trigger_input() == ""
+    assert await camera.get_trigger_source() == "AUTO"
+    assert await camera.get_state() == "standby"
+
+
+async def test_hardware_trigger_refusals(devices):
+    experiment = await synchrotron.SteppedTomography(
+        None, devices.flat_motor, devices.tomo_motor, 0 * q.mm, 10 * q.mm, devices.camera,
+        devices.shutter, num_flats=1, num_darks=1, num_projections=4)
+    with pytest.raises(ValueError):
+        await experiment.set_hardware_trigger("yes")
+    assert await experiment.get_hardware_trigger() is False
+    spiral = await synchrotron.SteppedSpiralTomography(
+        None, devices.flat_motor, devices.tomo_motor, devices.vertical_motor, 0 * q.mm,
+        10 * q.mm, devices.camera, devices.shutter, 0 * q.mm, 1 * q.mm, 1 * q.mm,
+        num_flats=1, num_darks=1, num_projections=4)
+    with pytest.raises(ValueError, match="two motors"):
+        await spiral.set_hardware_trigger(True)
+    assert await spiral.get_hardware_trigger() is False
+
+
+async def test_hardware_trigger_scan_failure(devices):
+    # A step scan the motor refuses (its soft limit is inside the range) fails the run
+    # with the motor's error; the camera stops and gets its wiring back.
+    motor = devices.tomo_motor
+    await motor["position"].set_upper(100 * q.deg)
+    experiment = await synchrotron.SteppedTomography(
+        None, devices.flat_motor, motor, 0 * q.mm, 10 * q.mm, devices.camera,
+        devices.shutter, num_flats=1, num_darks=1, num_projections=6, hardware_trigger=True)
+    with pytest.raises(Exception, match="limit"):
+        await experiment.run()
+    assert await experiment.get_state() == "error"
+    assert await motor.get_position() == 0 * q.deg
+    camera = devices.camera
+    assert await camera.get_state() == "standby"
+    assert await camera.get_trigger_source() == "AUTO"
+    assert await camera.get_trigger_input() == ""
+    assert await devices.shutter.get_state() == "closed"
+
+
 async def test_continuous_tomography(devices):
     experiment = await synchrotron.ContinuousTomography(
         None, devices.flat_motor, devices.tomo_motor, 0 * q.mm, 10 * q.mm, devices.camera,

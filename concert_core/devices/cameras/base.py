@@ -7,7 +7,9 @@ or :meth:`Camera.stream`. How frames are triggered is the ``trigger_source``:
 
 * ``AUTO``: the camera triggers itself at ``frame_rate`` from the start of the recording;
 * ``SOFTWARE``: every :meth:`Camera.trigger` exposes exactly one frame;
-* ``EXTERNAL``: a hardware signal (e.g. TTL) triggers each frame.
+* ``EXTERNAL``: a hardware signal (e.g. TTL) triggers each frame; ``trigger_input``
+  connects the camera to a simulated trigger line (:mod:`concert_core.dataplane.trigger`),
+  e.g. a motor's ``trigger_output`` pulsed by its ``step_scan``.
 
 A camera with internal memory (:class:`BufferedMixin`) can afterwards read the recorded frames
 out of that memory (state ``readout``). This module declares; simulated cameras are in
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -27,12 +30,15 @@ import numpy as np
 
 from concert_core.coroutines.base import background, run_in_executor
 from concert_core.dataplane.sender import ImageSender, resolve_endpoint
+from concert_core.dataplane.trigger import TriggerInput
 from concert_core.devices.base import Device
 from concert_core.errors import ConcertError, TransitionNotAllowed
 from concert_core.helpers import Bunch, ImageWithMetadata
 from concert_core.parameter import Parameter, Quantity, Selection
 from concert_core.quantities import q
 from concert_core.state import State, check, transition
+
+LOG = logging.getLogger(__name__)
 
 TRIGGER_SOURCES = ("AUTO", "SOFTWARE", "EXTERNAL")
 #: A converted frame larger than this is converted in a worker thread.
@@ -78,6 +84,7 @@ def _frames_grabbed(camera: Camera) -> int:
 
 
 _STANDBY = check(source=["standby"])
+_NOT_RECORDING = check(source=["standby", "readout", "error"])
 
 
 class Camera(Device):
@@ -144,6 +151,13 @@ class Camera(Device):
         "it (port 0 picks a free port; reading gives the actual endpoint) and receivers, such "
         "as a walker's WriteSequence, connect to it. Frames are sent reliably (nothing dropped)"
     )
+    trigger_input = Parameter(
+        check=_NOT_RECORDING,
+        help="ZMQ endpoint of the trigger output the camera listens to ('' = not connected), "
+        "e.g. a motor's trigger_output: a simulated TTL cable. Each pulse while recording with "
+        "trigger_source EXTERNAL exposes one frame; other pulses are ignored. Writing connects "
+        "at once; not changed while recording"
+    )
 
     async def __ainit__(self) -> None:
         await super().__ainit__()
@@ -153,6 +167,10 @@ class Camera(Device):
         self._counter_pending = False
         self._data_sender: ImageSender | None = None
         self._sending = False
+        self._trigger_line: TriggerInput | None = None
+        self._trigger_finalizer: weakref.finalize | None = None
+        #: Trigger-line pulses that exposed no frame (not recording with EXTERNAL).
+        self.pulses_ignored = 0
         # The ROI limits depend on each other: tell limit observers (Tango min/max) on change.
         ref = weakref.ref(self)
         for name, other in (("roi_x0", "roi_width"), ("roi_width", "roi_x0"),
@@ -261,6 +279,32 @@ class Camera(Device):
             self._data_sender = ImageSender(endpoint, reliable=True, bind=True,
                                             in_flight=_SEND_IN_FLIGHT)
 
+    # -- the trigger line (a simulated TTL input) --------------------------------------------
+    async def _get_trigger_input(self) -> str:
+        line = self._trigger_line
+        return line.endpoint if line is not None else ""
+
+    async def _set_trigger_input(self, endpoint: str) -> None:
+        endpoint = str(endpoint).strip()
+        old = self._trigger_line
+        if old is not None and endpoint and resolve_endpoint(endpoint, False) == old.endpoint:
+            return  # connected there already
+        # A malformed endpoint raises ValueError here, before anything changes.
+        line = TriggerInput(endpoint, _pulse_receiver(weakref.ref(self))) if endpoint else None
+        if old is not None:
+            self._trigger_finalizer.detach()
+            await old.aclose()
+        self._trigger_line = line
+        # The line ends with the camera: nothing of it keeps the camera alive.
+        self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
+
+    async def _trigger_pulse(self, index: int) -> None:
+        """A pulse on the trigger line: expose a frame, or count and log the pulse ignored."""
+        if not await self._external_pulse_real():
+            self.pulses_ignored += 1
+            LOG.debug("%s: trigger pulse %d ignored (not recording with trigger_source "
+                      "EXTERNAL)", type(self).__name__, index)
+
     def _claim_sender(self, what: str) -> ImageSender:
         sender = self._data_sender
         if sender is None:
@@ -353,6 +397,10 @@ class Camera(Device):
     async def _grab_real(self) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} cannot grab")
 
+    async def _external_pulse_real(self) -> bool:
+        """Expose a frame on a trigger-line pulse; False if the camera ignores it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot take trigger-line pulses")
+
 
 def _limits_notifier(ref: weakref.ref, other: str) -> Callable[[Any, Any], None]:
     def changed(_value: Any, _new: Any) -> None:
@@ -361,6 +409,15 @@ def _limits_notifier(ref: weakref.ref, other: str) -> Callable[[Any, Any], None]
             camera[other].notify_limits()
 
     return changed
+
+
+def _pulse_receiver(ref: weakref.ref) -> Callable[[int], Any]:
+    async def on_pulse(index: int) -> None:
+        camera = ref()
+        if camera is not None:
+            await camera._trigger_pulse(index)
+
+    return on_pulse
 
 
 def _late_counter_notify(ref: weakref.ref) -> None:

@@ -15,7 +15,8 @@ Timing (all three):
   in order and waits until the frame is exposed; without a pending trigger it waits up to
   ``grab_timeout`` for one and then raises :class:`CameraError`.
 * ``EXTERNAL``: as SOFTWARE, but the frames are triggered by the public simulation helper
-  :meth:`external_trigger` (standing in for the TTL signal); ``trigger()`` is refused.
+  :meth:`external_trigger` (standing in for the TTL signal), which every pulse on the
+  trigger line (``trigger_input``) calls; ``trigger()`` is refused.
 
 Fault injection (:meth:`inject_fault`): ``"grab"`` = the next grab raises ``StateError`` and the
 camera goes to ``error`` (recording stops); ``"start"`` = the next ``start_recording`` fails with
@@ -332,6 +333,9 @@ class _SimulatedCamera(SimulatedDevice, base.Camera):
             return False
         self._expose_triggered()
         return True
+
+    async def _external_pulse_real(self) -> bool:
+        return await self.external_trigger()  # a pulse on the trigger line (trigger_input)
 
     def _expose_triggered(self) -> None:
         now = asyncio.get_running_loop().time()

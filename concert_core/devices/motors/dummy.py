@@ -8,6 +8,12 @@ target, on :meth:`stop`, :meth:`emergency_stop` or cancellation of the task runn
 the state becomes ``hard-limit`` and :class:`~concert_core.errors.HardLimitError` is
 raised. A move back inside the limits works from ``hard-limit``.
 
+A :meth:`step_scan` drives each step like a move (same speed, faults and hard limits)
+without leaving ``moving`` in between, pulses the trigger output on arrival and waits
+the dwell time; :meth:`stop` or cancellation ends it within the step or dwell it is in.
+While it runs the position is announced at most every ``update_interval`` (and at its
+end), not after every step.
+
 Fault injection (:meth:`inject_fault`), each fault acts once:
 
 ``"stall"``
@@ -29,6 +35,7 @@ from typing import Any
 import pint
 
 from concert_core.coroutines.base import TIMER_RESOLUTION, sleep, start
+from concert_core.dataplane.trigger import TriggerOutput
 from concert_core.devices.motors import base
 from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import HardLimitError, StateError, TransitionNotAllowed, UnitError
@@ -131,6 +138,7 @@ class _SimulatedMotor(SimulatedDevice):
         self._idle = asyncio.Event()
         self._idle.set()
         self._continuous_task: asyncio.Task | None = None
+        self._scan_done: asyncio.Event | None = None  # set while a step scan runs
 
     def _inside_hard_limits(self, position: float) -> bool:
         return ((self._lower_hard is None or position >= self._lower_hard)
@@ -188,13 +196,18 @@ class _SimulatedMotor(SimulatedDevice):
         else:
             motion.t_end = motion.t0 + (end - p0) / velocity
 
-    async def _drive(self, motion: _Motion, velocity: float, target: float | None) -> None:
-        """Run ``motion`` with ``velocity`` to ``target`` (None: until stopped)."""
+    async def _drive(self, motion: _Motion, velocity: float, target: float | None,
+                     announce: bool = True) -> None:
+        """Run ``motion`` with ``velocity`` to ``target`` (None: until stopped).
+
+        ``announce=False`` (a step of a scan): neither the end position nor the velocity
+        is notified; the caller announces them."""
         self._plan(motion, self._position, velocity, target)
         self._motion = motion
         self._stop_requested = False
         self._idle.clear()
-        self._announce_velocity()
+        if announce:
+            self._announce_velocity()
         notify = self["position"].notify
         interval = self._interval
         reached = False
@@ -212,8 +225,9 @@ class _SimulatedMotor(SimulatedDevice):
             self._position = motion.end if reached else motion.at(time.monotonic())
             self._motion = None
             self._idle.set()
-            notify(self._quantity(self._position))
-            self._announce_velocity()
+            if announce:
+                notify(self._quantity(self._position))
+                self._announce_velocity()
         # The state machine follows synchronously (@transition of the caller), so whoever
         # waits for _idle sees the final state.
         if not reached:
@@ -223,19 +237,24 @@ class _SimulatedMotor(SimulatedDevice):
         if motion.hits_limit:
             raise HardLimitError(f"hard limit reached at {self._position:g} {self._unit:~}")
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds``; :meth:`_request_stop` ends the sleep early."""
-        if seconds < TIMER_RESOLUTION:  # a timer would take a whole millisecond
-            await sleep(seconds, stop=lambda: self._stop_requested)
-            return
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(seconds, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-            self._waiter = None
+    async def _pause(self, seconds: float, precise: bool = False) -> None:
+        """Sleep ``seconds``; :meth:`_request_stop` ends the sleep early. A timer overshoots
+        by up to a millisecond: ``precise`` (a scan's dwell) waits its last millisecond by
+        yielding to the loop instead."""
+        deadline = time.monotonic() + seconds
+        timed = seconds - TIMER_RESOLUTION if precise else seconds
+        if timed >= TIMER_RESOLUTION:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            handle = loop.call_later(timed, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                self._waiter = None
+        rest = deadline - time.monotonic()
+        if rest > 0 and not self._stop_requested:  # a timer would take a whole millisecond
+            await sleep(rest, stop=lambda: self._stop_requested)
 
     def _request_stop(self) -> None:
         self._stop_requested = True
@@ -255,9 +274,53 @@ class _SimulatedMotor(SimulatedDevice):
         await self._drive(_Motion(False, self.take_fault("stall")), velocity, 0.0)
 
     async def _stop(self) -> None:
-        if self._motion is not None:
+        scan = self._scan_done
+        if scan is not None:  # ends the scan in the step or dwell it is in
+            self._request_stop()
+            await scan.wait()
+        elif self._motion is not None:
             self._request_stop()
             await self._idle.wait()
+
+    async def _step_scan(self, start: pint.Quantity, step: pint.Quantity, num: int,
+                         dwell: float, output: TriggerOutput) -> None:
+        if self._motion is not None or self._scan_done is not None:
+            raise TransitionNotAllowed("step_scan: the motor started another motion meanwhile")
+        done = self._scan_done = asyncio.Event()
+        try:
+            await self._run_step_scan(float(start.magnitude), float(step.magnitude), num,
+                                      dwell, output)
+        finally:  # after the state has left 'moving': a waiting stop() sees it at rest
+            self._scan_done = None
+            done.set()
+
+    @transition(immediate="moving", target="standby")
+    async def _run_step_scan(self, p0: float, step: float, num: int, dwell: float,
+                             output: TriggerOutput) -> None:
+        self._stop_requested = False
+        notify = self["position"].notify
+        announced = time.monotonic()
+        velocity = math.copysign(self._speed, step)
+        try:
+            for index in range(num):
+                if index:
+                    self._target = target = p0 + index * step
+                    await self._drive(_Motion(False, self.take_fault("stall")), velocity,
+                                      target, announce=False)
+                    if self._stop_requested:
+                        return
+                    if time.monotonic() - announced >= self._interval:
+                        announced = time.monotonic()
+                        notify(self._quantity(self._position))
+                output.pulse(index)
+                if dwell > 0:
+                    await self._pause(dwell, precise=True)
+                else:  # a null (or tiny) step need not wait: let the loop, and stop(), in
+                    await asyncio.sleep(0)
+                if self._stop_requested:
+                    return
+        finally:
+            notify(self._quantity(self._position))
 
     async def _emergency_stop(self) -> None:
         await self._stop()
@@ -297,6 +360,9 @@ class _SimulatedContinuousMotor(_SimulatedMotor):
         return q.Quantity(0.0 if motion is None else motion.velocity, self._speed_unit)
 
     async def _set_velocity(self, velocity: pint.Quantity) -> None:
+        if self._scan_done is not None:
+            raise TransitionNotAllowed("setting the velocity is not allowed during a step "
+                                       "scan; stop it first")
         value = float(velocity.magnitude)
         motion = self._motion
         if motion is not None:

@@ -1,0 +1,288 @@
+"""A simulated hardware trigger line (a TTL cable) over ZMQ.
+
+:class:`TriggerOutput` is the plug of the line: it binds an XPUB socket and sends one
+small message per :meth:`~TriggerOutput.pulse`, to every connected input at once. It
+never blocks; a pulse nobody listens to is lost, as on an unplugged cable. It counts its
+listeners from their subscriptions. :class:`TriggerInput` connects a SUB socket and calls
+``on_pulse(index)`` for every pulse, from a background task.
+
+A pulse is a single-part message of 12 bytes: ``b"TTL1"`` and the pulse index as a
+little-endian unsigned 64-bit integer. Anything else is counted and ignored.
+
+Inside a running event loop::
+
+    output = TriggerOutput("tcp://127.0.0.1:0")
+    line = TriggerInput(output.endpoint, print)
+    await output.wait_listeners()
+    output.pulse(0)                # line prints 0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import operator
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from concert_core.dataplane.sender import _seconds, open_socket, resolve_endpoint
+from concert_core.dataplane.wire import DataPlaneError, DataPlaneTimeout
+from concert_core.helpers import CommData
+
+LOG = logging.getLogger(__name__)
+
+#: First bytes of every pulse message.
+MAGIC = b"TTL1"
+_PULSE = struct.Struct("<4sQ")
+#: Pulses queued per listener; further ones are dropped (a listener that stopped reading).
+PULSE_HWM = 10_000
+#: Seconds between two looks at the subscriptions while waiting for listeners.
+_LISTENER_POLL = 0.002
+#: Milliseconds a closed input keeps trying to deliver its farewell (its unsubscription).
+_FAREWELL_LINGER_MS = 100
+
+
+class TriggerError(DataPlaneError):
+    """A trigger line cannot be used: no output set, a malformed pulse, ..."""
+
+
+def encode_pulse(index: int) -> bytes:
+    """The message of pulse ``index`` (a non-negative integer)."""
+    try:
+        number = operator.index(index)
+    except TypeError:
+        number = -1
+    if isinstance(index, bool) or not 0 <= number < 1 << 64:
+        raise ValueError(f"a pulse index must be a non-negative integer, not {index!r}")
+    return _PULSE.pack(MAGIC, number)
+
+
+def decode_pulse(parts: list[bytes]) -> int:
+    """The index of a pulse message (its parts); :class:`TriggerError` if malformed."""
+    if len(parts) != 1 or len(parts[0]) != _PULSE.size or not parts[0].startswith(MAGIC):
+        sizes = [len(part) for part in parts]
+        raise TriggerError(f"not a trigger pulse: {len(parts)} part(s) of {sizes} bytes")
+    return _PULSE.unpack(parts[0])[1]
+
+
+def _zmq_refusal(what: str, endpoint: Any, error: zmq.ZMQError) -> ValueError:
+    return ValueError(f"cannot {what} trigger line {endpoint!r}: {error}")
+
+
+class TriggerOutput:
+    """The sending end of a trigger line, bound at ``endpoint`` (port 0: a free port).
+
+    :meth:`pulse` never blocks. :attr:`listeners` counts the inputs subscribed: a closed
+    :class:`TriggerInput` unsubscribes and is counted off at once, a peer that vanished
+    (its process killed) only once ZMQ has noticed the lost connection. Safe to
+    :meth:`close` from a finalizer.
+    """
+
+    def __init__(self, endpoint: str | CommData, context: zmq.Context | None = None) -> None:
+        options = {zmq.XPUB_VERBOSER: 1, zmq.SNDHWM: PULSE_HWM, zmq.LINGER: 0}
+        try:
+            self._socket, self._endpoint = open_socket(
+                context or zmq.Context.instance(), zmq.XPUB, endpoint, True, options)
+        except zmq.ZMQError as error:
+            raise _zmq_refusal("bind", endpoint, error) from None
+        self._listeners = 0
+        #: Pulses sent.
+        self.sent = 0
+        self.closed = False
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint actually bound (``tcp://127.0.0.1:40123``)."""
+        return self._endpoint
+
+    @property
+    def listeners(self) -> int:
+        """Inputs connected (subscribed) to this output."""
+        self._read_subscriptions()
+        return self._listeners
+
+    def _read_subscriptions(self) -> None:
+        if self.closed:
+            return
+        while True:
+            try:
+                message = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # Only subscriptions that let pulses through (b"" or a prefix of MAGIC) count.
+            if not message or not MAGIC.startswith(message[1:]):
+                continue
+            if message[0] == 1:
+                self._listeners += 1
+            elif message[0] == 0:
+                self._listeners = max(0, self._listeners - 1)
+
+    async def wait_listeners(self, count: int = 1, timeout: Any = 2.0) -> int:
+        """Wait until at least ``count`` inputs listen and return how many do;
+        :class:`DataPlaneTimeout` if they do not within ``timeout`` (s or a quantity)."""
+        seconds = _seconds(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        while True:
+            self._check_open()
+            found = self.listeners
+            if found >= count:
+                return found
+            if deadline is not None and loop.time() >= deadline:
+                raise DataPlaneTimeout(
+                    f"trigger output {self.endpoint}: {found} listener(s) after {seconds:g} s, "
+                    f"{count} needed (connect an input, e.g. a camera's trigger_input, to it)"
+                )
+            await asyncio.sleep(_LISTENER_POLL)
+
+    def pulse(self, index: int) -> None:
+        """Send pulse ``index`` to every listener; never blocks."""
+        self._check_open()
+        try:
+            self._socket.send(encode_pulse(index), zmq.NOBLOCK)
+        except zmq.Again:  # an XPUB drops for a full listener; kept as a guard
+            LOG.debug("trigger output %s: pulse %d dropped", self.endpoint, index)
+            return
+        self.sent += 1
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise TriggerError(f"trigger output {self.endpoint} is closed")
+
+    def close(self) -> None:
+        """Unbind; pulses are refused afterwards."""
+        if not self.closed:
+            self.closed = True
+            self._socket.close(linger=0)
+
+    def __repr__(self) -> str:
+        return f"<TriggerOutput {self.endpoint} sent={self.sent}>"
+
+
+class TriggerInput:
+    """The receiving end of a trigger line: connects to ``endpoint`` at once (the
+    subscription reaches the output before any pulse is sent) and calls
+    ``on_pulse(index)`` for every pulse, awaiting it if it returns an awaitable.
+
+    Must be created inside a running event loop. Malformed messages are counted in
+    :attr:`refused`, failing callbacks in :attr:`failed` (and logged); neither stops the
+    line. :meth:`aclose` (or :meth:`close`, safe from a finalizer or another thread)
+    ends the task and closes the socket. Keep ``on_pulse`` from holding its owner
+    strongly (use a weak reference), or the owner lives as long as the line.
+    """
+
+    def __init__(self, endpoint: str | CommData, on_pulse: Callable[[int], Any],
+                 context: zmq.asyncio.Context | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        address = resolve_endpoint(endpoint, bind=False)
+        if address.startswith("tcp://") and address.rpartition(":")[2] in ("0", "*"):
+            raise ValueError(f"a trigger input connects to an output's actual port, not "
+                             f"{endpoint!r} (read the output's endpoint)")
+        options = {zmq.SUBSCRIBE: b"", zmq.RCVHWM: PULSE_HWM, zmq.LINGER: 0}
+        try:
+            self._socket, self._endpoint = open_socket(context, zmq.SUB, endpoint, False,
+                                                       options)
+        except zmq.ZMQError as error:
+            raise _zmq_refusal("connect to", endpoint, error) from None
+        self._on_pulse = on_pulse
+        #: Pulses received, messages refused as malformed, callbacks that failed.
+        self.received = 0
+        self.refused = 0
+        self.failed = 0
+        self.closed = False
+        self._task = loop.create_task(self._listen(), name=f"TriggerInput {self._endpoint}")
+        self._task.add_done_callback(self._ended)
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint connected to."""
+        return self._endpoint
+
+    @property
+    def running(self) -> bool:
+        """Whether the receiving task is still running."""
+        return not self._task.done()
+
+    async def _listen(self) -> None:
+        socket = self._socket
+        while True:
+            parts = await socket.recv_multipart()
+            try:
+                index = decode_pulse(parts)
+            except TriggerError as error:
+                self.refused += 1
+                LOG.debug("trigger input %s: %s (ignored)", self._endpoint, error)
+                continue
+            self.received += 1
+            try:
+                result = self._on_pulse(index)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                self.failed += 1
+                LOG.warning("trigger input %s: pulse %d: %s: %s", self._endpoint, index,
+                            type(error).__name__, error)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self.closed = True
+        self._unplug()
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("trigger input %s ended: %r", self._endpoint, task.exception())
+
+    def _unplug(self) -> None:
+        """Close the socket, unsubscribing first: the output counts one listener less at
+        once (a vanished peer it notices only after a while)."""
+        socket = self._socket
+        if socket.closed:
+            return
+        try:
+            socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+        except zmq.ZMQError:
+            pass
+        socket.close(linger=_FAREWELL_LINGER_MS)  # also cancels a pending receive
+
+    def _shutdown(self) -> None:
+        self._task.cancel()
+        self._unplug()
+
+    def close(self) -> None:
+        """Stop listening (the task ends soon after; :meth:`aclose` waits for it)."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self._task.get_loop()
+        if loop.is_closed():
+            self._unplug()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._shutdown()
+        else:
+            loop.call_soon_threadsafe(self._shutdown)
+
+    async def aclose(self) -> None:
+        """Stop listening and wait until the task has ended."""
+        self.close()
+        await asyncio.wait({self._task})
+
+    def __repr__(self) -> str:
+        return f"<TriggerInput {self.endpoint} received={self.received} refused={self.refused}>"
+
+
+__all__ = [
+    "MAGIC",
+    "PULSE_HWM",
+    "TriggerError",
+    "TriggerInput",
+    "TriggerOutput",
+    "decode_pulse",
+    "encode_pulse",
+]

@@ -1,0 +1,405 @@
+"""The simulated trigger line: TriggerOutput/TriggerInput over ZMQ, a camera's trigger_input
+and a motor's trigger_output with step_scan (hardware-timed "step and shoot")."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+import weakref
+
+import pytest
+import zmq
+
+from concert_core.dataplane import DataPlaneTimeout, TriggerError, TriggerInput, TriggerOutput
+from concert_core.dataplane.trigger import MAGIC, encode_pulse
+from concert_core.devices.cameras import dummy as cameras
+from concert_core.devices.cameras.base import CameraError
+from concert_core.devices.motors import base as motor_base
+from concert_core.devices.motors import dummy as motors
+from concert_core.errors import LockError, SoftLimitError, TransitionNotAllowed, UnitError
+from concert_core.quantities import q
+from servers.introspect import Kind, commands_of
+
+LOOPBACK = "tcp://127.0.0.1:0"
+MOTOR_CLASSES = [motors.LinearMotor, motors.ContinuousLinearMotor, motors.RotationMotor,
+                 motors.ContinuousRotationMotor]
+
+
+async def until(condition, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.002)
+
+
+async def rebind(endpoint: str) -> None:
+    """Bind ``endpoint`` once it is free (ZMQ unbinds a closed socket in its I/O thread)."""
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            TriggerOutput(endpoint).close()
+            return
+        except ValueError:
+            assert time.monotonic() < deadline, f"{endpoint} still bound"
+            await asyncio.sleep(0.01)
+
+
+async def make_camera(**kwargs) -> cameras.Camera:
+    kwargs = {"width": 32, "height": 16, "exposure_time": 0.1 * q.ms,
+              "grab_timeout": 0.2 * q.s, **kwargs}
+    return await cameras.Camera(**kwargs)
+
+
+async def wired(motor_cls=motors.RotationMotor, **motor_kwargs):
+    """A motor with a trigger output and an EXTERNAL camera listening to it."""
+    motor = await motor_cls(speed=36000 * motor_cls.position.unit / q.s, **motor_kwargs)
+    await motor.set_trigger_output(LOOPBACK)
+    camera = await make_camera()
+    await camera.set_trigger_input(await motor.get_trigger_output())
+    await camera.set_trigger_source("EXTERNAL")
+    return motor, camera
+
+
+async def counting_input(endpoint: str) -> tuple[TriggerInput, list[int]]:
+    seen: list[int] = []
+    return TriggerInput(endpoint, seen.append), seen
+
+
+# -- the line itself ------------------------------------------------------------------------------
+async def test_pulses_arrive_in_order_at_every_listener_and_listeners_are_counted():
+    output = TriggerOutput(LOOPBACK)
+    assert output.endpoint.startswith("tcp://127.0.0.1:") and not output.endpoint.endswith(":0")
+    assert output.listeners == 0
+    first, seen_first = await counting_input(output.endpoint)
+    second, seen_second = await counting_input(output.endpoint)
+    assert await output.wait_listeners(2, timeout=2) == 2
+    for index in range(200):
+        output.pulse(index)
+    await until(lambda: len(seen_first) == 200 and len(seen_second) == 200)
+    assert seen_first == seen_second == list(range(200))
+    assert output.sent == 200 and first.received == 200 and first.refused == 0
+    await first.aclose()
+    await until(lambda: output.listeners == 1)  # the output notices the input left
+    output.pulse(200)
+    await until(lambda: seen_second[-1] == 200)
+    assert seen_first[-1] == 199
+    await second.aclose()
+    output.close()
+    with pytest.raises(TriggerError, match="closed"):
+        output.pulse(0)
+
+
+async def test_wait_listeners_times_out_with_a_clear_error():
+    output = TriggerOutput(LOOPBACK)
+    began = time.monotonic()
+    with pytest.raises(DataPlaneTimeout, match=output.endpoint.replace(".", r"\.")):
+        await output.wait_listeners(1, timeout=0.1 * q.s)
+    assert 0.1 <= time.monotonic() - began < 1.0
+    output.pulse(0)  # nobody listens: lost, never blocks
+    output.close()
+
+
+async def test_malformed_messages_are_counted_and_ignored():
+    publisher = zmq.Context.instance().socket(zmq.XPUB)
+    publisher.setsockopt(zmq.LINGER, 0)
+    publisher.bind("tcp://127.0.0.1:*")
+    endpoint = publisher.getsockopt(zmq.LAST_ENDPOINT).decode()
+    line, seen = await counting_input(endpoint)
+    try:
+        await until(lambda: publisher.poll(0) != 0)  # the subscription arrived
+        publisher.send(b"garbage")
+        publisher.send(encode_pulse(3) + b"!")  # wrong size
+        publisher.send_multipart([encode_pulse(4), b"extra"])  # two parts
+        publisher.send(b"XXXX" + encode_pulse(5)[4:])  # wrong magic
+        publisher.send(encode_pulse(7))
+        await until(lambda: seen == [7])
+        assert line.refused == 4 and line.received == 1 and line.running
+    finally:
+        await line.aclose()
+        publisher.close()
+
+
+async def test_a_failing_callback_is_counted_and_the_line_goes_on():
+    output = TriggerOutput(LOOPBACK)
+    seen: list[int] = []
+
+    async def on_pulse(index: int) -> None:
+        if index == 1:
+            raise RuntimeError("boom")
+        seen.append(index)
+
+    line = TriggerInput(output.endpoint, on_pulse)
+    await output.wait_listeners()
+    for index in range(3):
+        output.pulse(index)
+    await until(lambda: seen == [0, 2])
+    assert line.failed == 1 and line.running
+    await line.aclose()
+    output.close()
+
+
+async def test_aclose_leaves_no_task_and_closes_the_socket():
+    before = set(asyncio.all_tasks())
+    output = TriggerOutput(LOOPBACK)
+    line, _ = await counting_input(output.endpoint)
+    assert len(asyncio.all_tasks() - before) == 1 and line.running
+    await line.aclose()
+    assert not line.running and line.closed
+    assert asyncio.all_tasks() - before == set()
+    await line.aclose()  # twice is harmless
+    await until(lambda: output.listeners == 0)
+    output.close()
+
+
+async def test_malformed_endpoints_and_pulses_are_refused():
+    for endpoint in ("nonsense", "tcp://127.0.0.1:abc", "foo://x"):
+        with pytest.raises(ValueError):
+            TriggerOutput(endpoint)
+        with pytest.raises(ValueError):
+            TriggerInput(endpoint, print)
+    with pytest.raises(ValueError, match="actual port"):
+        TriggerInput(LOOPBACK, print)
+    with pytest.raises(ValueError):
+        encode_pulse(-1)
+    assert encode_pulse(2)[:4] == MAGIC
+
+
+# -- camera and motor -----------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", MOTOR_CLASSES)
+async def test_step_scan_exposes_one_frame_per_position(cls):
+    unit = cls.position.unit
+    motor, camera = await wired(cls, position=2 * unit)
+    states: list[str] = []
+    motor["state"].subscribe(lambda _value, state: states.append(state))
+    async with camera.recording():
+        grabbing = asyncio.gather(*[camera.grab() for _ in range(10)])
+        await motor.step_scan(1 * unit, 10, 1 * q.ms)
+        frames = await grabbing
+        assert await camera.get_frames_grabbed() == 10
+        assert [frame.metadata["index"] for frame in frames] == list(range(10))
+        assert all(frame.metadata["trigger_source"] == "EXTERNAL" for frame in frames)
+        with pytest.raises(CameraError):  # exactly one frame per position, no more
+            await camera.grab()
+    assert (await motor.get_position()).to(unit).magnitude == pytest.approx(11)
+    assert states == ["moving", "standby"]  # moving for the whole scan, never in between
+    assert camera.pulses_ignored == 0
+    await camera.set_trigger_input("")
+
+
+async def test_step_scan_pulses_at_the_pace_of_dwell():
+    motor, camera = await wired()
+    line, seen = await counting_input(await motor.get_trigger_output())
+    began = time.monotonic()
+    await motor.step_scan(-0.5 * q.deg, 5, 20 * q.ms)
+    assert time.monotonic() - began >= 5 * 0.02
+    await until(lambda: len(seen) == 5)
+    assert seen == list(range(5))
+    assert (await motor.get_position()).magnitude == pytest.approx(-2.0)
+    await line.aclose()
+    await camera.set_trigger_input("")
+
+
+async def test_step_scan_refusals_move_nothing(monkeypatch):
+    motor = await motors.RotationMotor(position=1 * q.deg)
+    with pytest.raises(TriggerError, match="trigger_output"):
+        await motor.step_scan(1 * q.deg, 3, 0 * q.s)
+    await motor.set_trigger_output(LOOPBACK)
+    monkeypatch.setattr(motor_base, "TRIGGER_LISTENER_TIMEOUT", 0.1)
+    with pytest.raises(DataPlaneTimeout, match="listener"):
+        await motor.step_scan(1 * q.deg, 3, 0 * q.s)
+    line, seen = await counting_input(await motor.get_trigger_output())
+    await motor["position"].set_upper(5 * q.deg)
+    with pytest.raises(SoftLimitError, match="position = 10"):
+        await motor.step_scan(1 * q.deg, 10, 0 * q.s)
+    with pytest.raises(ValueError, match="num"):
+        await motor.step_scan(1 * q.deg, 0, 0 * q.s)
+    with pytest.raises(ValueError, match="dwell"):
+        await motor.step_scan(1 * q.deg, 3, -1 * q.ms)
+    with pytest.raises(UnitError):
+        await motor.step_scan(1 * q.deg, 3, 1 * q.mm)
+    with pytest.raises(UnitError):
+        await motor.step_scan(1 * q.mm, 3, 1 * q.ms)
+    motor["position"].lock()
+    with pytest.raises(LockError):
+        await motor.step_scan(1 * q.deg, 3, 0 * q.s)
+    motor["position"].unlock()
+    await motor.disable()
+    with pytest.raises(TransitionNotAllowed):
+        await motor.step_scan(1 * q.deg, 3, 0 * q.s)
+    await motor.enable()
+    await asyncio.sleep(0.05)
+    assert seen == [] and await motor.get_position() == 1 * q.deg
+    assert await motor.get_state() == "standby"
+    await motor.step_scan(1 * q.deg, 5, 0 * q.s)  # within the limit: runs
+    await until(lambda: seen == list(range(5)))
+    await line.aclose()
+
+
+async def test_trigger_output_parameter():
+    motor = await motors.LinearMotor(speed=1 * q.mm / q.s)
+    assert await motor.get_trigger_output() == ""
+    with pytest.raises(ValueError):
+        await motor.set_trigger_output("nonsense")
+    assert await motor.get_trigger_output() == ""
+    await motor.set_trigger_output(LOOPBACK)
+    endpoint = await motor.get_trigger_output()
+    assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":0")
+    await motor.set_trigger_output(endpoint)  # the same endpoint: kept
+    assert await motor.get_trigger_output() == endpoint
+    with pytest.raises(ValueError):
+        await motor.set_trigger_output("tcp://127.0.0.1:abc")
+    assert await motor.get_trigger_output() == endpoint
+    moving = motor.move(1 * q.mm)
+    await until(lambda: motor["state"].last_value == "moving")
+    with pytest.raises(TransitionNotAllowed):
+        await motor.set_trigger_output("")
+    await motor.stop()
+    await moving
+    await motor.set_trigger_output("")
+    assert await motor.get_trigger_output() == ""
+    await rebind(endpoint)  # the port was released
+
+
+@pytest.mark.parametrize("how", ["stop", "emergency_stop", "cancel"])
+async def test_stop_ends_a_scan_in_its_dwell_or_step(how):
+    motor = await motors.LinearMotor(speed=5 * q.mm / q.s)  # a 1 mm step takes 0.2 s
+    await motor.set_trigger_output(LOOPBACK)
+    line, seen = await counting_input(await motor.get_trigger_output())
+    scan = motor.step_scan(1 * q.mm, 20, 30 * q.ms)
+    await until(lambda: len(seen) == 2)
+    await asyncio.sleep(0.1)  # within step 2 (pulse 1 came and its dwell of 30 ms passed)
+    if how == "cancel":
+        scan.cancel()
+        await asyncio.wait({scan})
+    else:
+        await getattr(motor, how)()
+        await scan  # ended quietly
+    assert await motor.get_state() == "standby"
+    stopped = (await motor.get_position()).magnitude
+    assert 1 < stopped < 2  # between the positions of pulses 1 and 2
+    await asyncio.sleep(0.2)
+    assert seen == [0, 1] and (await motor.get_position()).magnitude == stopped
+    # a stop in the dwell of a step
+    scan = motor.step_scan(1 * q.mm, 20, 1 * q.s)
+    await until(lambda: len(seen) == 3)
+    await motor.stop()
+    assert await motor.get_state() == "standby"
+    await asyncio.wait_for(scan, 0.1)
+    assert seen[-1] == 0
+    assert (await motor.get_position()).magnitude == stopped
+    await line.aclose()
+
+
+async def test_continuous_motor_refuses_velocity_during_a_scan():
+    motor, camera = await wired(motors.ContinuousRotationMotor)
+    scan = motor.step_scan(1 * q.deg, 3, 0.2 * q.s)
+    await until(lambda: motor["state"].last_value == "moving")
+    with pytest.raises(TransitionNotAllowed):
+        await motor.set_velocity(10 * q.deg / q.s)
+    await motor.stop()
+    await scan
+    assert await motor.get_velocity() == 0 * q.deg / q.s
+    await camera.set_trigger_input("")
+
+
+async def test_camera_ignores_pulses_unless_recording_with_external_trigger():
+    output = TriggerOutput(LOOPBACK)
+    camera = await make_camera(frame_rate=100 / q.s)
+    await camera.set_trigger_input(output.endpoint)
+    await output.wait_listeners()
+    output.pulse(0)  # standby, AUTO
+    await until(lambda: camera.pulses_ignored == 1)
+    await camera.set_trigger_source("EXTERNAL")
+    output.pulse(1)  # EXTERNAL, not recording
+    await until(lambda: camera.pulses_ignored == 2)
+    await camera.set_trigger_source("AUTO")
+    async with camera.recording():
+        output.pulse(2)  # recording, AUTO
+        await until(lambda: camera.pulses_ignored == 3)
+    await camera.set_trigger_source("EXTERNAL")
+    async with camera.recording():
+        with pytest.raises(CameraError):  # none of the pulses above left a frame behind
+            await camera.grab()
+        output.pulse(3)
+        frame = await camera.grab()
+        assert frame.metadata["index"] == 0
+    assert camera.pulses_ignored == 3
+    await camera.set_trigger_input("")
+    output.close()
+
+
+async def test_trigger_input_parameter():
+    output = TriggerOutput(LOOPBACK)
+    camera = await make_camera()
+    before = set(asyncio.all_tasks())
+    assert await camera.get_trigger_input() == ""
+    with pytest.raises(ValueError):
+        await camera.set_trigger_input("nonsense")
+    assert await camera.get_trigger_input() == ""
+    await camera.set_trigger_input(output.endpoint)
+    assert await camera.get_trigger_input() == output.endpoint
+    assert await output.wait_listeners(1, timeout=2) == 1  # connected at once
+    line = camera._trigger_line
+    await camera.set_trigger_input(output.endpoint)  # the same endpoint: kept
+    assert camera._trigger_line is line
+    with pytest.raises(ValueError):
+        await camera.set_trigger_input(LOOPBACK)  # port 0 is nobody's output
+    assert await camera.get_trigger_input() == output.endpoint
+    async with camera.recording():
+        with pytest.raises(TransitionNotAllowed):
+            await camera.set_trigger_input("")
+    assert await camera.get_trigger_input() == output.endpoint
+    await camera.set_trigger_input("")
+    assert await camera.get_trigger_input() == ""
+    assert asyncio.all_tasks() - before == set()
+    await until(lambda: output.listeners == 0)
+    output.close()
+
+
+# -- garbage collection ---------------------------------------------------------------------------
+async def test_a_dropped_camera_is_collected_and_its_line_ends(monkeypatch):
+    motor, camera = await wired()
+    before = set(asyncio.all_tasks())
+    output_endpoint = await motor.get_trigger_output()
+    await camera.set_trigger_input("")
+    await camera.set_trigger_input(output_endpoint)
+    assert len(asyncio.all_tasks() - before) == 1
+    async with camera.recording():
+        grabbing = asyncio.ensure_future(camera.grab())
+        await motor.step_scan(1 * q.deg, 1, 0 * q.s)
+        await grabbing
+    del grabbing
+    ref = weakref.ref(camera)
+    del camera
+    gc.collect()
+    assert ref() is None
+    await asyncio.sleep(0.01)
+    assert asyncio.all_tasks() - before == set()  # the line's task ended with the camera
+    monkeypatch.setattr(motor_base, "TRIGGER_LISTENER_TIMEOUT", 0.5)
+    with pytest.raises(DataPlaneTimeout):  # the output saw its listener go
+        await motor.step_scan(1 * q.deg, 2, 0 * q.s)
+
+
+async def test_a_dropped_motor_is_collected_and_its_output_unbound():
+    motor, camera = await wired()
+    await motor.step_scan(1 * q.deg, 3, 0 * q.s)
+    endpoint = await motor.get_trigger_output()
+    ref = weakref.ref(motor)
+    del motor
+    await asyncio.sleep(0)
+    gc.collect()
+    assert ref() is None
+    await rebind(endpoint)  # its output was closed
+    await camera.set_trigger_input("")
+
+
+# -- published through Tango ----------------------------------------------------------------------
+@pytest.mark.parametrize("cls", MOTOR_CLASSES)
+def test_step_scan_is_published_as_a_packed_long_command(cls):
+    spec = {spec.name: spec for spec in commands_of(cls)}["StepScan"]
+    assert spec.background and spec.packed
+    assert [(argument.name, argument.kind) for argument in spec.arguments] == [
+        ("step", Kind.QUANTITY), ("num", Kind.INT), ("dwell", Kind.QUANTITY)]
+    assert spec.arguments[0].unit.unit(cls) == cls.position.unit
+    assert spec.arguments[2].unit.unit(cls) == q.s
