@@ -185,12 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("hdf5", "tiff"), default="hdf5")
     parser.add_argument("--output", type=Path, default=Path("demo-data"))
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--hardware-trigger", action="store_true",
+                        help="hardware-timed projections: the rotation motor steps and "
+                        "triggers the camera itself (SteppedTomography.hardware_trigger)")
     options = parser.parse_args(argv)
     options.output.mkdir(parents=True, exist_ok=True)
     parameters = {"num_darks": options.darks, "num_flats": options.flats,
                   "num_projections": options.projections,
                   "angular_range": f"{options.angular_range} deg",
-                  "radio_position": "0 mm", "flat_position": "10 mm"}
+                  "radio_position": "0 mm", "flat_position": "10 mm",
+                  "hardware_trigger": options.hardware_trigger}
     state = Path(tempfile.mkdtemp(prefix="concert-demo-"))
     config = state / "demo-beamline.json"
     config.write_text(json.dumps(beamline_config(options.output, options.size, parameters,
