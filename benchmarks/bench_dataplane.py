@@ -93,14 +93,14 @@ class Setup:
 
 
 #: The transports (d) runs over: tcp loopback and ipc (a Unix socket: the camera and
-#: walker servers on one host). ``ipc://*`` binds a fresh socket file.
-TRANSPORTS = {"tcp": "tcp://127.0.0.1:0", "ipc": "ipc://*"}
+#: walker servers on one host). ``*`` binds a free port or a fresh socket file.
+TRANSPORTS = {"tcp": "tcp://127.0.0.1:*", "ipc": "ipc://*"}
 
 
 def _bound_pull(context: zmq.Context, transport: str) -> tuple[zmq.Socket, str]:
     """A PULL socket bound on ``transport``, and the endpoint to connect to."""
     pull = context.socket(zmq.PULL)
-    pull.bind(TRANSPORTS[transport].replace(":0", ":*"))
+    pull.bind(TRANSPORTS[transport])
     return pull, pull.getsockopt(zmq.LAST_ENDPOINT).decode()
 
 

@@ -38,6 +38,7 @@ from experiments.base import (
     IDLE,
     Acquisition,
     Experiment,
+    boolean,
     count,
     positive_count,
     run_together,
@@ -177,6 +178,11 @@ async def _cancelled(future: asyncio.Future) -> None:
     if not future.done():
         future.cancel()
         await asyncio.gather(future, return_exceptions=True)
+
+
+def _token() -> ImageWithMetadata:
+    """A frame token: an empty array standing for a frame the camera sent itself."""
+    return ImageWithMetadata(np.empty(0, dtype=np.uint16))
 
 
 def _no_info(_index: int) -> dict[str, Any]:
@@ -341,7 +347,7 @@ class ImagingExperiment(Experiment):
                 rest = exposure - (loop.time() - began)
                 if rest > 0:
                     await sleep(rest)  # keeps sub-millisecond rests
-                yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)), index,
+                yield self._stamp(_token(), index,
                                   exposure, extra)
             try:
                 await sending
@@ -369,11 +375,8 @@ class ImagingExperiment(Experiment):
                     yield token
             else:
                 async with camera.recording():
-                    for index in range(number):
-                        frame = await camera.grab()
-                        extra = info(index)
-                        extra.update(await self._frame_metadata())
-                        yield self._stamp(frame, index, exposure, extra)
+                    async for frame in self._grabbed(number, exposure, info):
+                        yield frame
             failed = False
         finally:
             await self._restore_camera(saved, failed)
@@ -403,17 +406,27 @@ class ImagingExperiment(Experiment):
                 async with camera.recording():
                     scan = asyncio.ensure_future(motor.step_scan(step, number, exposure * q.s))
                     try:
-                        for index in range(number):
-                            frame = await _unless_failed(camera.grab(), scan)
-                            extra = info(index)
-                            extra.update(await self._frame_metadata())
-                            yield self._stamp(frame, index, exposure, extra)
+                        async for frame in self._grabbed(number, exposure, info, scan):
+                            yield frame
                         await scan
                     finally:
                         await _cancelled(scan)
             failed = False
         finally:
             await self._restore_camera(saved, failed)
+
+    async def _grabbed(
+        self, number: int, exposure: float, info: Callable[[int], dict[str, Any]],
+        scan: asyncio.Future | None = None,
+    ) -> AsyncIterator[ImageWithMetadata]:
+        """Grab ``number`` frames of the recording camera, with ``info(i)`` as metadata; a
+        failed ``scan`` (the motor triggering the camera) ends it with its own error."""
+        for index in range(number):
+            grab = self._camera.grab()
+            frame = await (grab if scan is None else _unless_failed(grab, scan))
+            extra = info(index)
+            extra.update(await self._frame_metadata())
+            yield self._stamp(frame, index, exposure, extra)
 
     async def _sent_tokens(
         self, number: int, exposure: float, info: Callable[[int], dict[str, Any]],
@@ -435,7 +448,7 @@ class ImagingExperiment(Experiment):
                     grabbed = await _wait_grabbed(camera, sending, index + 1, scan)
                 extra = info(index)
                 extra.update(await self._frame_metadata())
-                yield self._stamp(ImageWithMetadata(np.empty(0, dtype=np.uint16)), index,
+                yield self._stamp(_token(), index,
                                   exposure, extra)
             if scan is not None:
                 await scan
@@ -616,12 +629,6 @@ class Tomography(Radiography):
         ])
 
 
-def _flag(value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"expected True or False, got {value!r}")
-    return bool(value)
-
-
 class SteppedTomography(Tomography):
     """Tomography moving the sample to each angle and taking one projection there.
 
@@ -634,7 +641,7 @@ class SteppedTomography(Tomography):
 
     angular_step = Quantity(q.deg, help="angular_range / num_projections")
     hardware_trigger = Parameter(
-        *stored("hardware_trigger", _flag), check=IDLE,
+        *stored("hardware_trigger", boolean), check=IDLE,
         help="True: hardware-timed frames: the tomography_motor steps and triggers the camera "
         "itself for the projections (its trigger_output wired to the camera's "
         "trigger_input, trigger source EXTERNAL, a dwell of exposure_time per angle) and "
@@ -658,7 +665,7 @@ class SteppedTomography(Tomography):
         *,
         hardware_trigger: bool = False,
     ) -> None:
-        self._hardware_trigger = _flag(hardware_trigger)
+        self._hardware_trigger = boolean(hardware_trigger)
         await super().__ainit__(walker, flat_motor, tomography_motor, radio_position,
                                 flat_position, camera, num_flats, num_darks, num_projections,
                                 angular_range, start_angle, separate_scans)
@@ -774,7 +781,7 @@ class SpiralMixin(Tomography):
 
 
 def _software_only(value: Any) -> bool:
-    if _flag(value):
+    if boolean(value):
         raise ValueError("a stepped spiral tomography moves two motors per projection; "
                          "it has no hardware-timed variant (hardware_trigger stays False)")
     return False
