@@ -6,6 +6,8 @@ arithmetic between them, so nothing else may create a ``pint.UnitRegistry``.
 
 from __future__ import annotations
 
+import functools
+
 import pint
 
 q = pint.UnitRegistry()
@@ -27,6 +29,13 @@ def unit_symbol(unit: pint.Unit | pint.Quantity | str) -> str:
         unit = parse_unit(unit)
     elif isinstance(unit, pint.Quantity):
         unit = unit.units
+    return _symbol(unit)
+
+
+@functools.lru_cache(maxsize=1024)
+def _symbol(unit: pint.Unit) -> str:
+    """The symbol of ``unit``, formatted once (pint's formatting costs tens of
+    microseconds, and metadata snapshots format every quantity of every device)."""
     if unit == q.dimensionless:
         return ""
     return f"{unit:~}"
@@ -34,6 +43,11 @@ def unit_symbol(unit: pint.Unit | pint.Quantity | str) -> str:
 
 def parse_unit(symbol: str) -> pint.Unit:
     """Return the unit named by ``symbol`` (``"mm"``, ``"mm / s"``; ``""`` is dimensionless)."""
+    return _parsed(symbol)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(symbol: str) -> pint.Unit:
     if not symbol or not symbol.strip():
         return q.dimensionless
     return q.Unit(symbol)

@@ -205,11 +205,18 @@ class RemoteImageWriter(Addon):
                 async for token in producer:
                     metadata.append(dict(getattr(token, "metadata", None) or {}))
 
+            async def store() -> None:
+                # Once the frames are taken, while the walker writes the last ones.
+                await draining
+                async with self.walker:
+                    await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
+
             writing = asyncio.ensure_future(writer)
             draining = asyncio.ensure_future(drain())
+            storing = asyncio.ensure_future(store())
+            tasks = (writing, draining, storing)
             try:
-                done, _ = await asyncio.wait({writing, draining},
-                                             return_when=asyncio.FIRST_EXCEPTION)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 if writing in done and writing.exception() is not None:
                     error = writing.exception()
                     raise StorageError(f"walker {self._walker_name()}: {type(error).__name__}: "
@@ -217,16 +224,13 @@ class RemoteImageWriter(Addon):
                 for task in done:
                     task.result()
                 written = await writing
-                await draining
             except BaseException:
-                for task in (writing, draining):
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(writing, draining, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
                 raise
             self.written[name] = written
             self.metadata[name] = metadata
-            async with self.walker:
-                await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
             if written != len(metadata):
                 raise AddonError(f"{name}: {len(metadata)} frames taken, {written} written")
             return written

@@ -353,11 +353,14 @@ class Experiment(Parameterizable):
             "time": datetime.datetime.now(datetime.UTC).isoformat(),
         }
 
-    async def _write_metadata(self, filename: str, **extra: Any) -> None:
+    async def _write_metadata(self, filename: str, metadata: Awaitable[dict[str, Any]] | None
+                              = None, **extra: Any) -> None:
+        """Store ``metadata`` (awaited; default: :meth:`get_metadata`) updated by ``extra`` as
+        ``filename``; a failure is logged, not raised (metadata must not stop a run)."""
         try:
-            metadata = await self.get_metadata()
-            metadata.update(extra)
-            await self.walker.log_to_json(metadata, filename)
+            values = await (self.get_metadata() if metadata is None else metadata)
+            values.update(extra)
+            await self.walker.log_to_json(values, filename)
         except Exception:
             self.log.exception("could not write %s", filename)
 
@@ -382,17 +385,30 @@ class Experiment(Parameterizable):
         descended = False
         closer = None
         began = asyncio.get_running_loop().time()
+
+        async def enter() -> None:
+            nonlocal descended, closer
+            if self._separate_scans:
+                await walker.descend(self._current_name)
+                descended = True
+            level = getattr(logging, self._log_level.upper())
+            closer = await walker.register_logger(self.log.name, level, "experiment.log")
+
         try:
             if walker is not None:
                 if self._separate_scans:
                     self._current_name = await self._next_name()
-                    await walker.descend(self._current_name)
-                    descended = True
                 else:
                     self._current_name = str(getattr(walker, "current", ""))
-                level = getattr(logging, self._log_level.upper())
-                closer = await walker.register_logger(self.log.name, level, "experiment.log")
-                await self._write_metadata("experiment_start.json")
+                # The devices are read while the walker enters the run's entry.
+                reading = asyncio.ensure_future(self.get_metadata())
+                try:
+                    await enter()
+                except BaseException:
+                    reading.cancel()
+                    await asyncio.gather(reading, return_exceptions=True)
+                    raise
+                await self._write_metadata("experiment_start.json", reading)
             self.log.info("run %s started", self._current_name or self._iteration)
             try:
                 await self.prepare()

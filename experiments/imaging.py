@@ -241,25 +241,25 @@ class ImagingExperiment(Experiment):
         return frame
 
     async def _setup_camera(self, source: str, saved: dict[str, Any],
-                            trigger_input: str | None = None) -> float:
-        """Stop a recording in progress and set the camera's ``trigger_source`` (and
-        ``trigger_input``); with a direct writer bind its data endpoint. The reads go out
-        together (one round trip to a remote camera). The old values of what is set are put
-        in ``saved`` before it is set, for :meth:`_restore_camera`. Returns the exposure
-        time (s)."""
+                            trigger_input: Awaitable[str] | None = None) -> float:
+        """Stop a recording in progress and set the camera's ``trigger_source`` (and its
+        ``trigger_input`` to what ``trigger_input`` returns); with a direct writer bind its
+        data endpoint. The reads go out together (one round trip to a remote camera). The
+        old values of what is set are put in ``saved`` before it is set, for
+        :meth:`_restore_camera`. Returns the exposure time (s)."""
         camera = self._camera
         reads = [camera.get_state(), camera.get_exposure_time(), camera.get_trigger_source()]
         if trigger_input is not None:
-            reads.append(camera.get_trigger_input())
+            reads += [trigger_input, camera.get_trigger_input()]
         if self.direct_writer is not None:
             reads.append(self.direct_writer.data_endpoint())
-        state, exposure, old_source, *rest = await asyncio.gather(*reads)
+        state, exposure, old_source, *rest = await run_together(reads)
         if state == "recording":
             await camera.stop_recording()
         writes = []
-        if trigger_input is not None and rest[0] != trigger_input:
-            saved["trigger_input"] = rest[0]
-            writes.append(camera.set_trigger_input(trigger_input))
+        if trigger_input is not None and rest[1] != rest[0]:
+            saved["trigger_input"] = rest[1]
+            writes.append(camera.set_trigger_input(rest[0]))
         if old_source != source:
             saved["trigger_source"] = old_source
             writes.append(camera.set_trigger_source(source))
@@ -269,12 +269,14 @@ class ImagingExperiment(Experiment):
     async def _restore_camera(self, saved: dict[str, Any], failed: bool) -> None:
         """Set the camera's settings in ``saved`` back; after a failure (``failed``) a
         refusal is logged, not raised, so that the original error is the one seen."""
+        if not failed:  # the writes go out together
+            await run_together(getattr(self._camera, f"set_{name}")(value)
+                               for name, value in saved.items())
+            return
         for name, value in saved.items():  # in turn: this may run while being cancelled
             try:
                 await getattr(self._camera, f"set_{name}")(value)
             except Exception as error:
-                if not failed:
-                    raise
                 self.log.warning("restoring the camera's %s: %s", name, error)
 
     async def _produce_frames(
@@ -391,14 +393,18 @@ class ImagingExperiment(Experiment):
         gives frame ``i``'s metadata. With a ``direct_writer`` the camera sends the frames
         itself and this yields frame tokens as the camera grabs them."""
         camera = self._camera
-        output = await motor.get_trigger_output()
-        if not output:
-            await motor.set_trigger_output(TRIGGER_ENDPOINT)
-            output = await motor.get_trigger_output()
+
+        async def output() -> str:
+            endpoint = await motor.get_trigger_output()
+            if not endpoint:
+                await motor.set_trigger_output(TRIGGER_ENDPOINT)
+                endpoint = await motor.get_trigger_output()
+            return endpoint
+
         saved: dict[str, Any] = {}
         failed = True
         try:
-            exposure = await self._setup_camera("EXTERNAL", saved, trigger_input=output)
+            exposure = await self._setup_camera("EXTERNAL", saved, trigger_input=output())
             if self.direct_writer is not None:
                 async for token in self._sent_tokens(number, exposure, info, motor, step):
                     yield token
@@ -591,6 +597,8 @@ class Tomography(Radiography):
                              help="Rotation range of the tomography_motor during the scan")
     start_angle = Quantity(q.deg, *stored("start_angle"), check=IDLE,
                            help="Position of the tomography_motor for the first projection")
+    #: (start_angle, angular_range, num_projections) and the start and step in degrees.
+    _degrees_cache: tuple[tuple[Any, ...], float, float] | None = None
 
     async def __ainit__(
         self,
@@ -617,9 +625,19 @@ class Tomography(Radiography):
         step = self._angular_range / max(self._num_projections, 1)
         return self._start_angle + index * step
 
+    def _angle_degrees(self, index: int) -> float:
+        """:meth:`_angle` in degrees as a float, without unit arithmetic per frame (the
+        start angle and step are converted once per change of the parameters)."""
+        key = (self._start_angle, self._angular_range, self._num_projections)
+        cached = self._degrees_cache
+        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
+            step = float((self._angle(1) - self._angle(0)).to(q.deg).magnitude)
+            cached = self._degrees_cache = (key, float(self._angle(0).to(q.deg).magnitude), step)
+        return cached[1] + index * cached[2]
+
     def _info(self, index: int) -> dict[str, Any]:
         """Metadata of projection ``index`` known in advance (its rotation angle)."""
-        return {"rotation_angle": float(self._angle(index).to(q.deg).magnitude)}
+        return {"rotation_angle": self._angle_degrees(index)}
 
     async def _prepare_radios(self) -> None:
         await run_together([
@@ -821,7 +839,7 @@ class ContinuousSpiralTomography(SpiralMixin, ContinuousTomography):
         return velocity.to(q.mm / q.s)
 
     def _info(self, index: int) -> dict[str, Any]:
-        return {"rotation_angle": float(self._angle(index).to(q.deg).magnitude),
+        return {"rotation_angle": self._angle_degrees(index),
                 "vertical_position": float(self._vertical(index).to(q.mm).magnitude)}
 
     async def _start_motion(self) -> None:

@@ -6,12 +6,13 @@ import asyncio
 import contextvars
 import gc
 import inspect
+import os
 import threading
 import time
 
 import pytest
 
-from concert_core.coroutines import base
+from concert_core.coroutines import base, timerfd
 from concert_core.coroutines.base import (
     background,
     broadcast,
@@ -228,6 +229,47 @@ async def test_sleep_keeps_sub_millisecond_times_and_lets_others_run():
     assert ticks > 1  # the loop ran other tasks meanwhile
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not timerfd.available(), reason="no timerfd on this platform")
+async def test_timerfd_wakes_on_time_without_spinning_and_closes_its_fd():
+    fds = _open_fds()
+    loop_cpu = time.process_time()
+    overshoots = []
+    for _ in range(50):
+        deadline = time.monotonic() + 0.0005
+        await timerfd.sleep_until(deadline)
+        overshoots.append(time.monotonic() - deadline)
+    cpu = time.process_time() - loop_cpu
+    assert min(overshoots) >= 0  # never early
+    assert sorted(overshoots)[25] < 0.0005  # a loop timer would take a whole millisecond
+    assert cpu < 50 * 0.0005 * 0.8  # most of the 25 ms waited without using the CPU
+    assert _open_fds() == fds
+    await timerfd.sleep_until(time.monotonic() - 1)  # past: returns at once
+
+
+@pytest.mark.skipif(not timerfd.available(), reason="no timerfd on this platform")
+async def test_timerfd_wait_is_cancellable_and_leaves_no_fd_or_reader():
+    fds = _open_fds()
+    task = asyncio.ensure_future(timerfd.sleep_until(time.monotonic() + 60))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _open_fds() == fds
+
+
+async def test_short_sleep_uses_little_cpu():
+    began_cpu, began = time.process_time(), time.monotonic()
+    for _ in range(50):
+        await sleep(0.0008)
+    assert time.monotonic() - began >= 50 * 0.0008
+    if timerfd.available():  # only the last tenth of each wait yields to the loop
+        assert time.process_time() - began_cpu < 50 * 0.0008 * 0.6
 
 
 async def test_sleep_stop_ends_a_short_wait_and_long_ones_use_a_timer():

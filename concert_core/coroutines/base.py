@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pint
 
+from concert_core.coroutines import timerfd
 from concert_core.errors import WaitError
 from concert_core.helpers import PrioItem
 from concert_core.quantities import q
@@ -229,22 +230,31 @@ def _seconds(value: pint.Quantity | float | None) -> float | None:
     return float(value)
 
 
-#: Below this, :func:`sleep` yields instead of arming a timer: the selector waits in whole
+#: Below this, :func:`sleep` arms no loop timer: the selector waits in whole
 #: milliseconds, so ``asyncio.sleep(0.0002)`` takes about a millisecond.
 TIMER_RESOLUTION = 1e-3
+#: A sub-millisecond :func:`sleep` waits on a timerfd (Linux: no CPU spent) until this long
+#: before its end, then yields to the loop for the rest (the timer may be that late).
+TIMERFD_MARGIN = 100e-6
 
 
 async def sleep(seconds: float, stop: Callable[[], bool] | None = None) -> None:
     """``asyncio.sleep`` that keeps sub-millisecond times.
 
-    A time below :data:`TIMER_RESOLUTION` is waited by yielding to the loop until the
-    monotonic clock has passed it (other tasks run meanwhile; ``stop()`` returning true
-    ends it early); longer ones go to a timer as usual.
+    A time below :data:`TIMER_RESOLUTION` is waited on a timerfd where there is one (see
+    :mod:`.timerfd`) up to :data:`TIMERFD_MARGIN` before its end, and for the rest (all of
+    it elsewhere) by yielding to the loop until the monotonic clock has passed it; other
+    tasks run meanwhile. ``stop()`` returning true ends that last part early. Longer times
+    go to a timer as usual.
     """
     if seconds >= TIMER_RESOLUTION:
         await asyncio.sleep(seconds)
         return
     deadline = time.monotonic() + seconds
+    if stop is not None and stop():
+        return
+    if seconds > TIMERFD_MARGIN and timerfd.available():
+        await timerfd.sleep_until(deadline - TIMERFD_MARGIN)
     while time.monotonic() < deadline and not (stop is not None and stop()):
         await asyncio.sleep(0)
 

@@ -238,9 +238,10 @@ class _SimulatedMotor(SimulatedDevice):
             raise HardLimitError(f"hard limit reached at {self._position:g} {self._unit:~}")
 
     async def _pause(self, seconds: float, precise: bool = False) -> None:
-        """Sleep ``seconds``; :meth:`_request_stop` ends the sleep early. A timer overshoots
-        by up to a millisecond: ``precise`` (a scan's dwell) waits its last millisecond by
-        yielding to the loop instead."""
+        """Sleep ``seconds``; :meth:`_request_stop` ends the sleep early. A loop timer
+        overshoots by up to a millisecond: ``precise`` (a scan's dwell) waits its last
+        millisecond with :func:`~concert_core.coroutines.sleep` (a timerfd, then a few
+        microseconds of yielding) instead."""
         deadline = time.monotonic() + seconds
         timed = seconds - TIMER_RESOLUTION if precise else seconds
         if timed >= TIMER_RESOLUTION:
