@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 
@@ -85,9 +86,12 @@ async def test_metadata_dtypes_and_shapes_survive():
     assert frames[0].metadata == {"energy": "20 keV"}  # the caller's metadata untouched
 
 
-async def test_send_returns_only_when_the_buffer_may_be_reused():
+async def test_in_flight_0_returns_only_when_the_buffer_may_be_reused():
     frame = np.full((512, 512), 7, dtype=np.uint16)  # zero-copy path
-    async with ImageSender(LOOPBACK) as sender, ImageReceiver(sender.endpoint) as receiver:
+    async with (
+        ImageSender(LOOPBACK, in_flight=0) as sender,
+        ImageReceiver(sender.endpoint) as receiver,
+    ):
         task = asyncio.create_task(collect(receiver))
         for value in range(3):
             frame[:] = value
@@ -274,21 +278,110 @@ async def test_live_sender_counts_drops_under_a_slow_consumer():
         assert sender.sent + sender.dropped == 200
 
 
-async def test_in_flight_window_delivers_everything_and_flushes():
-    frames = [np.full((256, 256), i, np.uint16) for i in range(40)]
-    async with (
-        ImageSender(LOOPBACK, in_flight=4) as sender,
-        ImageReceiver(sender.endpoint) as receiver,
-    ):
+async def test_in_flight_window_delivers_everything_in_order_and_flushes():
+    frames = [np.full((256, 256), i, np.uint16) for i in range(2000)]
+    async with ImageSender(LOOPBACK) as sender, ImageReceiver(sender.endpoint) as receiver:
+        assert sender.in_flight == 4  # the default window
         task = asyncio.create_task(collect(receiver))
         for frame in frames:
             await sender.send(frame)
             assert len(sender._pending) <= 4
         await sender.flush()
         assert not sender._pending
+        assert all(frame.flags.writeable for frame in frames)  # every guard lifted
         await sender.end()
         received = await task
-    assert [int(image[0, 0]) for image in received] == list(range(40))
+    assert [int(image[0, 0]) for image in received] == list(range(2000))
+    assert all(np.all(image == i) for i, image in enumerate(received))
+
+
+def stalled() -> contextlib.AbstractAsyncContextManager:
+    """A sender and a receiver over ipc that reads nothing yet (a queue of one frame):
+    once one frame is stuck, every further zero-copy frame stays in ZMQ's queue."""
+
+    @contextlib.asynccontextmanager
+    async def pair():
+        async with (
+            ImageSender("ipc://*", timeout=5) as sender,
+            ImageReceiver(sender.endpoint, rcvhwm=1) as receiver,
+        ):
+            await asyncio.sleep(0.1)  # connected
+            yield sender, receiver
+
+    return pair()
+
+
+async def send_until_held(sender: ImageSender, make) -> np.ndarray:
+    """Send ``make()`` until ZMQ keeps one in flight (the receiver reads nothing)."""
+    for _ in range(10):
+        frame = make()
+        await sender.send(frame)
+        if any(entry[2] is frame for entry in sender._pending):
+            return frame
+    raise AssertionError("ZMQ released every frame at once")
+
+
+@pytest.mark.parametrize("finish", ["flush", "end", "later sends"])
+async def test_a_premature_write_into_a_frame_in_flight_raises(finish):
+    async with stalled() as (sender, receiver):
+        held = await send_until_held(sender, lambda: np.full((1024, 1024), 1, np.uint16))
+        with pytest.raises(ValueError, match="assignment destination is read-only"):
+            held[0, 0] = 2
+        task = asyncio.create_task(collect(receiver))
+        if finish == "flush":
+            await sender.flush()
+        elif finish == "later sends":
+            for _ in range(sender.in_flight + 1):  # the window moves past the held frame
+                await sender.send(np.zeros((512, 512), np.uint16))
+        else:
+            await sender.end()
+        assert held.flags.writeable  # released: ours again
+        held[0, 0] = 3
+        if finish != "end":
+            await sender.end()
+        received = await task
+    sent = [frame for frame in received if frame.shape == (1024, 1024)]
+    assert sent and all(np.all(frame == 1) for frame in sent)  # the write came too late
+
+
+async def test_an_array_in_flight_twice_is_guarded_until_both_left():
+    frame = np.zeros((1024, 1024), np.uint16)
+    async with stalled() as (sender, receiver):
+        for _ in range(10):  # the same array, until ZMQ holds it twice
+            await sender.send(frame)
+            held = sum(entry[2] is frame for entry in sender._pending)
+            if held >= 2:
+                break
+        assert held >= 2 and sender._guards[id(frame)][1] == held
+        assert not frame.flags.writeable
+        task = asyncio.create_task(collect(receiver))
+        await sender.flush()
+        assert frame.flags.writeable and not sender._guards
+        await sender.end()
+        await task
+
+
+async def test_guarded_are_the_callers_arrays_not_read_only_or_copied_ones():
+    read_only = np.ones((512, 512), np.uint16)
+    read_only.flags.writeable = False
+    small = np.ones((16, 16), np.uint16)  # copied into the message
+    strided = np.ones((512, 1024), np.uint16)[:, ::2]  # copied: not contiguous
+    async with stalled() as (sender, receiver):
+        image = await send_until_held(
+            sender, lambda: ImageWithMetadata(np.full((512, 512), 5, np.uint16), {"a": 1}))
+        with pytest.raises(ValueError, match="read-only"):
+            image[0, 0] = 1  # the ImageWithMetadata itself (not a view of it) is guarded
+        for frame in (read_only, small, strided):
+            await sender.send(frame)
+            assert frame.flags.writeable == (frame is not read_only)
+        small[0, 0] = strided[0, 0] = 7
+        task = asyncio.create_task(collect(receiver))
+        await sender.end()
+        assert image.flags.writeable  # lifted
+        assert not read_only.flags.writeable  # read-only before: stays so
+        received = await task
+    assert [int(frame[0, 0]) for frame in received[-4:]] == [5, 1, 1, 1]
+    assert received[-4].metadata["a"] == 1
 
 
 def test_endpoints_from_commdata():

@@ -3,7 +3,9 @@
 Writers are synchronous and run in a thread of their own (one per sequence), fed
 through a bounded queue. A file is written under a temporary name (``.name.part`` in
 the same directory) and renamed when complete; a failed or cancelled file is deleted
-and the error raised to whoever awaits the sequence.
+and the error raised to whoever awaits the sequence. Frames are written from their own
+buffer (uncompressed, a frame received in shared memory goes from the sender's slot
+straight into the page cache), and no writer keeps a frame after writing it.
 """
 
 from __future__ import annotations
@@ -241,7 +243,9 @@ class WriterThread:
                     written = self._write(item)
                 except BaseException as error:  # reported to the feeder
                     self.error = error
-            item = None  # the frame's buffer may go while the thread waits for the next
+            # Drop the frame before waiting for the next: its buffer may go (a frame in
+            # shared memory holds its sender's slot until then).
+            item = None
             with self._results_lock:
                 self._results.append(written)
                 first = len(self._results) == 1

@@ -1,5 +1,7 @@
 """The ZMQ image data plane (contract §7): frames travel as a JSON header plus a raw
-buffer; reliable streams (PUSH/PULL) lose nothing, live streams (PUB/SUB) drop and count.
+buffer (or, between processes on one host, with the buffer in shared memory:
+:mod:`.shared`); reliable streams (PUSH/PULL) lose nothing, live streams (PUB/SUB) drop
+and count.
 Trigger lines (:mod:`.trigger`) simulate a TTL cable from a motor to a camera.
 
 >>> async with ImageSender("tcp://127.0.0.1:0") as sender:
@@ -9,6 +11,7 @@ Trigger lines (:mod:`.trigger`) simulate a TTL cable from a motor to a camera.
 from concert_core.dataplane.broadcast import Broadcaster
 from concert_core.dataplane.receiver import ImageReceiver
 from concert_core.dataplane.sender import ImageSender, resolve_endpoint
+from concert_core.dataplane.shared import SharedFrames, SharedRing
 from concert_core.dataplane.trigger import TriggerError, TriggerInput, TriggerOutput
 from concert_core.dataplane.wire import (
     DataPlaneError,
@@ -21,6 +24,8 @@ from concert_core.dataplane.wire import (
     MetadataError,
     OrderError,
     PartsError,
+    SharedMemoryError,
+    SharedRef,
     SizeMismatchError,
     decode,
     encode_end,
@@ -41,6 +46,10 @@ __all__ = [
     "MetadataError",
     "OrderError",
     "PartsError",
+    "SharedFrames",
+    "SharedMemoryError",
+    "SharedRef",
+    "SharedRing",
     "SizeMismatchError",
     "TriggerError",
     "TriggerInput",

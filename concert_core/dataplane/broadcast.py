@@ -17,7 +17,16 @@ from concert_core.dataplane.sender import (
     open_socket,
     send_live_end,
 )
-from concert_core.dataplane.wire import DataPlaneTimeout, EndOfStream, FrameError, decode
+from concert_core.dataplane.shared import SharedFrames
+from concert_core.dataplane.wire import (
+    DataPlaneTimeout,
+    EndOfStream,
+    Frame,
+    FrameError,
+    check_order,
+    decode,
+    encode_header,
+)
 from concert_core.helpers import CommData
 
 LOG = logging.getLogger(__name__)
@@ -36,7 +45,9 @@ class Broadcaster:
     apply back-pressure (a destination that takes nothing for ``timeout`` seconds
     raises :class:`DataPlaneTimeout` from :meth:`run`), live ones PUB sockets sent to
     without blocking, so a slow viewer only loses frames (counted per destination in
-    :attr:`dropped`) and never slows the reliable destinations.
+    :attr:`dropped`) and never slows the reliable destinations. A frame that arrives in
+    shared memory is forwarded as an ordinary two-part message (one copy), and its slot
+    given back at once: destinations may be on other hosts, and a slot has one owner.
     """
 
     def __init__(
@@ -53,6 +64,7 @@ class Broadcaster:
     ) -> None:
         self.timeout = _seconds(timeout)
         self._sockets: list[zmq.asyncio.Socket] = []
+        self._shared = SharedFrames()
         self._reliable: list[zmq.asyncio.Socket] = []
         self._live: list[zmq.asyncio.Socket] = []
         try:
@@ -108,7 +120,11 @@ class Broadcaster:
         while streams is None or ended < streams:
             parts = await self._source.recv_multipart(copy=False)
             try:
-                message = decode(parts, expected)
+                message = decode(parts)
+                if isinstance(message, Frame):
+                    if message.shm is not None:
+                        parts = self._materialise(message)
+                    check_order(message.index, expected)
             except FrameError as error:
                 self.refused += 1
                 LOG.warning("broadcaster refused a message: %s", error)
@@ -138,6 +154,16 @@ class Broadcaster:
                 )
         return self.forwarded - forwarded
 
+    def _materialise(self, frame: Frame) -> list[bytes]:
+        """A shared-memory frame as a two-part message; its slot is freed."""
+        array, release = self._shared.array(frame.shm, frame.dtype, frame.shape)
+        try:
+            header = encode_header(frame.dtype, frame.shape, frame.index, frame.metadata)
+            return [header, array.tobytes()]
+        finally:
+            del array
+            release()
+
     def close(self) -> None:
         """Close every socket; reliable destinations keep delivering what is queued for
         ``timeout`` seconds in the background."""
@@ -145,6 +171,7 @@ class Broadcaster:
         for socket in self._sockets:
             socket.close(linger=linger if socket in self._reliable else 0)
         self._sockets = []
+        self._shared.close()
 
     async def __aenter__(self) -> Broadcaster:
         return self

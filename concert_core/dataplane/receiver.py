@@ -10,11 +10,13 @@ import zmq
 import zmq.asyncio
 
 from concert_core.dataplane.sender import LIVE_HWM, RELIABLE_HWM, _seconds, open_socket
+from concert_core.dataplane.shared import SharedFrames
 from concert_core.dataplane.wire import (
     DataPlaneError,
     DataPlaneTimeout,
     EndOfStream,
     FrameError,
+    check_order,
     decode,
 )
 from concert_core.helpers import CommData, ImageWithMetadata
@@ -31,6 +33,11 @@ class ImageReceiver:
     ``reliable=True`` uses a PULL socket, ``reliable=False`` a SUB socket subscribed to
     everything (a live stream: gaps in the indices are counted in :attr:`missed`, not
     refused). The receiver connects (``bind=False``, the default) or binds.
+
+    Frames in shared memory (a sender with ``shared_memory``, on this host) arrive as
+    zero-copy read-only arrays on the sender's slot; the slot is given back when the
+    frame and every view of it have been garbage collected, so keep a copy of a frame
+    you hold for long (each held frame takes one of the sender's few slots).
 
     Every message is checked (:func:`.wire.decode`); a malformed one is counted in
     :attr:`refused` and, with ``on_error='skip'`` (the default), skipped, with
@@ -69,6 +76,7 @@ class ImageReceiver:
             options[zmq.SUBSCRIBE] = b""
         self._socket, self.endpoint = open_socket(context, socket_type, endpoint, bind, options)
         self._sync = zmq.Socket.shadow(self._socket.underlying)
+        self._shared = SharedFrames()
         #: Frames yielded, malformed messages refused, frames missing in live streams,
         #: payload bytes received, streams that ended with an end-of-stream message.
         self.received = 0
@@ -120,10 +128,24 @@ class ImageReceiver:
                     f"{expected - 1} (sender gone?)"
                 )
             if parts is None:
-                parts = await self._socket.recv_multipart(copy=False)
+                try:  # polled in: a whole message is there
+                    parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    parts = await self._socket.recv_multipart(copy=False)
+            array = release = None
             try:
-                message = decode(parts, expected, allow_gaps=not self.reliable)
+                message = decode(parts)
+                if not isinstance(message, EndOfStream):
+                    if message.shm is not None:
+                        array, release = self._shared.array(
+                            message.shm, message.dtype, message.shape)
+                    else:
+                        array = message.array()
+                    check_order(message.index, expected, allow_gaps=not self.reliable)
             except FrameError as error:
+                if release is not None:
+                    release()  # a refused frame gives its slot back at once
+                array = release = None
                 self.refused += 1
                 self.last_error = error
                 if self.on_error == "raise":
@@ -132,6 +154,7 @@ class ImageReceiver:
                     LOG.warning("refused message %d on %s: %s", self.refused, self.endpoint, error)
                 continue
             if isinstance(message, EndOfStream):
+                self._shared.prune()  # segments the sender replaced meanwhile
                 self.end_count = message.count
                 self.streams += 1
                 if message.count > expected:  # frames at the tail never arrived
@@ -146,18 +169,21 @@ class ImageReceiver:
             if message.index > expected:
                 self.missed += message.index - expected
             expected = message.index + 1
-            image = ImageWithMetadata(message.array(), message.metadata)
-            image.metadata["index"] = message.index
+            image = [array.view(ImageWithMetadata)]
+            image[0].metadata = message.metadata  # decoded for this frame: no copy needed
+            image[0].metadata["index"] = message.index
+            array = release = None
             self.received += 1
             self.stream_received += 1
-            self.bytes_received += image.nbytes
-            yield image
+            self.bytes_received += image[0].nbytes
+            yield image.pop()  # suspended, the generator holds no frame (nor its slot)
 
     def close(self) -> None:
-        """Close the socket."""
+        """Close the socket and unmap shared memory (frames still alive stay valid)."""
         if not self.closed:
             self.closed = True
             self._socket.close(linger=0)
+            self._shared.close()
 
     async def __aenter__(self) -> ImageReceiver:
         return self

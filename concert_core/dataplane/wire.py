@@ -2,7 +2,10 @@
 
 A frame is a two-part ZMQ message: a UTF-8 JSON header
 ``{"dtype": "<u2", "shape": [h, w], "index": i, "metadata": {...}}`` and the raw
-C-order buffer of the array. The end of a stream is a single-part message with the
+C-order buffer of the array. A frame in shared memory (:mod:`.shared`, peers on one
+host) is the header alone with the field
+``"shm": {"segment": name, "offset": o, "size": n}`` naming where its buffer lies (a
+second, empty part is accepted). The end of a stream is a single-part message with the
 header ``{"end": true, "count": n}``. :func:`decode` checks every message and raises a
 :class:`FrameError` subclass for anything malformed.
 """
@@ -61,18 +64,42 @@ class MetadataError(FrameError, TypeError):
     """Metadata that is not a JSON object (or cannot be serialised to one)."""
 
 
+class SharedMemoryError(FrameError):
+    """A shared-memory reference that cannot be resolved: a malformed segment name, no
+    such segment, an offset or size outside its slots, a slot not in use."""
+
+
+@dataclass(frozen=True)
+class SharedRef:
+    """Where a frame's buffer lies in shared memory: ``size`` bytes at ``offset`` of the
+    segment ``segment`` (a file name under ``/dev/shm``)."""
+
+    segment: str
+    offset: int
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The header's ``shm`` field."""
+        return {"segment": self.segment, "offset": self.offset, "size": self.size}
+
+
 @dataclass
 class Frame:
-    """A decoded frame: header fields and the buffer (a ZMQ frame or bytes)."""
+    """A decoded frame: header fields and the buffer (a ZMQ frame or bytes), or, for a
+    frame in shared memory, ``buffer`` ``None`` and ``shm`` where it lies."""
 
     dtype: np.dtype
     shape: tuple[int, ...]
     index: int
     metadata: dict[str, Any]
     buffer: Any = field(repr=False)
+    shm: SharedRef | None = None
 
     def array(self) -> np.ndarray:
-        """A numpy array on the received buffer (no copy)."""
+        """A numpy array on the received buffer (no copy); not for shared-memory frames
+        (see :class:`.shared.SharedFrames`)."""
+        if self.buffer is None:
+            raise ValueError("the frame's buffer is in shared memory")
         return np.frombuffer(self.buffer, dtype=self.dtype).reshape(self.shape)
 
 
@@ -120,15 +147,31 @@ def encode_metadata(metadata: Mapping[str, Any] | None) -> str:
 
 
 def encode_header(
-    dtype: Any, shape: Sequence[int], index: int, metadata: Mapping[str, Any] | None = None
+    dtype: Any,
+    shape: Sequence[int],
+    index: int,
+    metadata: Mapping[str, Any] | None = None,
+    shm: SharedRef | None = None,
 ) -> bytes:
-    """The JSON header of a frame, as UTF-8 bytes."""
-    dtype = check_dtype(dtype)
-    meta = encode_metadata(metadata)
-    shape_text = json.dumps([int(size) for size in shape])
+    """The JSON header of a frame, as UTF-8 bytes (with ``shm``: of a frame in shared
+    memory, sent without a buffer part)."""
+    return compose_header(check_dtype(dtype), shape, index, encode_metadata(metadata), shm)
+
+
+def compose_header(
+    dtype: np.dtype, shape: Sequence[int], index: int, metadata: str, shm: SharedRef | None = None
+) -> bytes:
+    """:func:`encode_header` from a checked dtype and already encoded metadata."""
+    shape_text = ", ".join(str(int(size)) for size in shape)
+    extra = (
+        f', "shm": {{"segment": {json.dumps(shm.segment)}, "offset": {int(shm.offset)}, '
+        f'"size": {int(shm.size)}}}'
+        if shm is not None
+        else ""
+    )
     return (
-        f'{{"dtype": {json.dumps(dtype.str)}, "shape": {shape_text}, '
-        f'"index": {int(index)}, "metadata": {meta}}}'
+        f'{{"dtype": "{dtype.str}", "shape": [{shape_text}], '
+        f'"index": {int(index)}, "metadata": {metadata}{extra}}}'
     ).encode()
 
 
@@ -160,14 +203,37 @@ def _header(part: Any) -> dict[str, Any]:
     return header
 
 
+def _shared_ref(value: Any) -> SharedRef:
+    if not isinstance(value, dict) or set(value) != {"segment", "offset", "size"}:
+        raise HeaderError(f"shm must be an object of segment, offset and size: {value!r}")
+    segment, offset, size = value["segment"], value["offset"], value["size"]
+    if not isinstance(segment, str) or not _is_int(offset) or not _is_int(size):
+        raise HeaderError(f"shm needs a segment name and integer offset and size: {value!r}")
+    if offset < 0 or size <= 0:
+        raise HeaderError(f"shm offset must be >= 0 and size > 0: {value!r}")
+    return SharedRef(segment, offset, size)
+
+
+def check_order(index: int, expected_index: int | None, allow_gaps: bool = False) -> None:
+    """Raise :class:`OrderError` unless frame ``index`` may follow: it must equal
+    ``expected_index`` (or, with ``allow_gaps``, be at least it: a lossy stream)."""
+    if expected_index is None:
+        return
+    if allow_gaps and index < expected_index:
+        raise OrderError(f"frame {index} arrived after frame {expected_index - 1}")
+    if not allow_gaps and index != expected_index:
+        raise OrderError(f"frame {index} arrived, expected frame {expected_index}")
+
+
 def decode(
     parts: Sequence[Any], expected_index: int | None = None, allow_gaps: bool = False
 ) -> Frame | EndOfStream:
     """Check one message and return a :class:`Frame` or an :class:`EndOfStream`.
 
     ``parts`` are ZMQ frames or bytes. With ``expected_index`` the frame's index must
-    equal it (or, with ``allow_gaps``, be at least it: a lossy stream). Raises a
-    :class:`FrameError` subclass for anything malformed.
+    equal it (or, with ``allow_gaps``, be at least it: a lossy stream; see
+    :func:`check_order`). Raises a :class:`FrameError` subclass for anything malformed.
+    A shared-memory reference is checked for its form only (:mod:`.shared` resolves it).
     """
     if len(parts) not in (1, 2):
         raise PartsError(f"message has {len(parts)} parts, expected 2 (frame) or 1 (end)")
@@ -179,7 +245,12 @@ def decode(
         if not _is_int(count) or count < 0:
             raise HeaderError(f"end-of-stream count must be a non-negative integer: {count!r}")
         return EndOfStream(count)
-    if len(parts) != 2:
+    shm = header.get("shm")
+    if shm is not None:
+        shm = _shared_ref(shm)
+        if len(parts) == 2 and _nbytes(parts[1]):
+            raise PartsError("a shared-memory frame must not carry a buffer part")
+    elif len(parts) != 2:
         raise PartsError("frame header without a data buffer")
     if "dtype" not in header or not isinstance(header["dtype"], str):
         raise DTypeError(f"header has no dtype string: {header.get('dtype')!r}")
@@ -198,16 +269,14 @@ def decode(
     if not isinstance(metadata, dict):
         raise MetadataError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     expected = math.prod(shape) * dtype.itemsize
-    size = _nbytes(parts[1])
+    size = shm.size if shm is not None else _nbytes(parts[1])
     if size != expected:
         raise SizeMismatchError(
             f"buffer has {size} bytes, shape {shape} of {dtype.str} needs {expected}"
         )
-    if expected_index is not None:
-        if allow_gaps and index < expected_index:
-            raise OrderError(f"frame {index} arrived after frame {expected_index - 1}")
-        if not allow_gaps and index != expected_index:
-            raise OrderError(f"frame {index} arrived, expected frame {expected_index}")
+    check_order(index, expected_index, allow_gaps)
+    if shm is not None:
+        return Frame(dtype, tuple(shape), index, metadata, None, shm)
     buffer = getattr(parts[1], "buffer", parts[1])
     return Frame(dtype, tuple(shape), index, metadata, buffer)
 
@@ -224,8 +293,12 @@ __all__ = [
     "MetadataError",
     "OrderError",
     "PartsError",
+    "SharedMemoryError",
+    "SharedRef",
     "SizeMismatchError",
     "check_dtype",
+    "check_order",
+    "compose_header",
     "decode",
     "encode_end",
     "encode_header",

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,14 @@ TRIGGER_SOURCES = ("AUTO", "SOFTWARE", "EXTERNAL")
 _CONVERT_IN_THREAD_BYTES = 1 << 20
 #: Shortest interval between two announcements of the frame counter (s).
 _COUNTER_PERIOD = 0.05
-#: Frames grab_send lets ZMQ still transmit while it grabs the next ones (each is a new array).
-_SEND_IN_FLIGHT = 2
+
+#: Allocates the array a frame is made in: ``await allocate(shape, dtype)``.
+Allocator = Callable[[tuple[int, ...], np.dtype], Awaitable[np.ndarray]]
+
+
+async def new_frame(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The default frame allocator: a new, uninitialised array."""
+    return np.empty(shape, dtype)
 
 
 class CameraError(ConcertError):
@@ -97,7 +103,10 @@ class Camera(Device):
     ``timestamp``, ``roi`` and ``trigger_source``).
 
     ``convert`` is a callable applied to every grabbed frame (identity by default), e.g.
-    ``camera.convert = np.fliplr``.
+    ``camera.convert = np.fliplr``. Implementations that make frames in memory should
+    allocate them with ``await self._allocate(shape, dtype)``: while frames are sent to
+    ``data_endpoint`` with ``shared_memory``, that is a slot of the sender's ring, so a
+    frame is written once and sent without a copy.
     """
 
     #: Names of the trigger sources: ``camera.trigger_sources.SOFTWARE == "SOFTWARE"``.
@@ -158,6 +167,12 @@ class Camera(Device):
         "trigger_source EXTERNAL exposes one frame; other pulses are ignored. Writing connects "
         "at once; not changed while recording"
     )
+    shared_memory = Parameter(
+        help="True: frames sent to data_endpoint travel in shared memory, only their headers "
+        "over ZMQ (receivers on this host only; the camera makes each frame straight in a "
+        "slot the receiver writes from). A slot is busy until the receiver has dropped its "
+        "frame. Not changed while frames are sent"
+    )
 
     async def __ainit__(self) -> None:
         await super().__ainit__()
@@ -167,6 +182,8 @@ class Camera(Device):
         self._counter_pending = False
         self._data_sender: ImageSender | None = None
         self._sending = False
+        self._shared_memory = False
+        self._allocate: Allocator = new_frame
         self._trigger_line: TriggerInput | None = None
         self._trigger_finalizer: weakref.finalize | None = None
         #: Trigger-line pulses that exposed no frame (not recording with EXTERNAL).
@@ -277,7 +294,19 @@ class Camera(Device):
             old.close(linger=0)
         if endpoint:
             self._data_sender = ImageSender(endpoint, reliable=True, bind=True,
-                                            in_flight=_SEND_IN_FLIGHT)
+                                            shared_memory=self._shared_memory)
+
+    async def _get_shared_memory(self) -> bool:
+        return self._shared_memory
+
+    async def _set_shared_memory(self, value: bool) -> None:
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(f"shared_memory must be True or False, got {value!r}")
+        if self._sending:
+            raise TransitionNotAllowed("shared_memory cannot change while frames are sent")
+        self._shared_memory = bool(value)
+        if self._data_sender is not None:
+            self._data_sender.shared_memory = self._shared_memory
 
     # -- the trigger line (a simulated TTL input) --------------------------------------------
     async def _get_trigger_input(self) -> str:
@@ -351,6 +380,7 @@ class Camera(Device):
             self._sending = False
 
     async def _send_frames(self, sender: ImageSender, num: int | None) -> None:
+        self._allocate = sender.buffer  # frames are made where they are sent from
         try:
             if num is None:
                 async for frame in self.stream():
@@ -365,6 +395,8 @@ class Camera(Device):
         except BaseException:
             sender.restart()  # no end: the receiver must not take a partial stream as whole
             raise
+        finally:
+            self._allocate = new_frame
 
     # -- frame counter -----------------------------------------------------------------------
     def _reset_counter(self) -> None:
@@ -486,4 +518,5 @@ __all__ = [
     "CameraError",
     "FramesExhaustedError",
     "identity",
+    "new_frame",
 ]

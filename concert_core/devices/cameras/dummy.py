@@ -466,12 +466,16 @@ class _Plan:
         self.size = base_image.size
         self.nbytes = base_image.nbytes
 
-    def render(self, index: int, seed: int) -> np.ndarray:
+    def render(self, index: int, seed: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame ``index``, written into ``out`` if given (one pass over the frame)."""
+        if out is None:
+            out = np.empty_like(self.base)
         if self.noise is None:
-            return self.base.copy()
+            np.copyto(out, self.base)
+            return out
         offset = ((index + 1) * 2654435761 + seed) % self.span
         view = self.noise[offset:offset + self.size].reshape(self.base.shape)
-        return np.add(self.base, view)
+        return np.add(self.base, view, out=out)
 
 
 def _default_background(width: int, height: int, dtype: np.dtype) -> np.ndarray:
@@ -621,9 +625,10 @@ class Camera(_SimulatedCamera):
 
     async def _frame(self, index: int, exposure: float, roi: tuple) -> np.ndarray:
         plan = await self._plan(exposure, roi)
+        out = await self._allocate(plan.base.shape, plan.base.dtype)
         if plan.nbytes >= _THREAD_BYTES:
-            return await run_in_executor(plan.render, index, self._seed)
-        return plan.render(index, self._seed)
+            return await run_in_executor(plan.render, index, self._seed, out)
+        return plan.render(index, self._seed, out)
 
 
 def _to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -718,14 +723,25 @@ def _scan_tiffs(pattern_or_directory: str) -> tuple[list[tuple[str, int]], tuple
     return frames, shape, dtype
 
 
-def _read_tiff(path: str, page: int, shape: tuple[int, ...], roi: tuple) -> np.ndarray:
-    image = tifffile.imread(path, key=page)
-    if image.shape != shape:
-        raise CameraError(f"{path} page {page}: shape {image.shape} differs from {shape}")
+def _read_tiff(
+    path: str, page: int, shape: tuple[int, ...], roi: tuple, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Page ``page`` of ``path`` cropped to ``roi``, in ``out`` if given."""
     x0, y0, width, height = roi
-    if (x0, y0, width, height) == (0, 0, shape[1], shape[0]):
+    whole = (x0, y0, width, height) == (0, 0, shape[1], shape[0])
+    with tifffile.TiffFile(path) as tif:
+        stored = tif.pages[page]
+        if tuple(stored.shape) != shape:
+            raise CameraError(f"{path} page {page}: shape {stored.shape} differs from {shape}")
+        if whole and out is not None and out.dtype == stored.dtype:
+            return stored.asarray(out=out)
+        image = stored.asarray()
+    if whole and out is None:
         return image
-    return np.array(image[y0:y0 + height, x0:x0 + width])
+    if out is None:
+        return np.array(image[y0:y0 + height, x0:x0 + width])
+    np.copyto(out, image[y0:y0 + height, x0:x0 + width], casting="unsafe")
+    return out
 
 
 class FileCamera(_SimulatedCamera):
@@ -783,7 +799,8 @@ class FileCamera(_SimulatedCamera):
 
     async def _frame(self, index: int, exposure: float, roi: tuple) -> np.ndarray:
         path, page = self._files[self._cursor]
-        frame = await run_in_executor(_read_tiff, path, page, self._shape, roi)
+        out = await self._allocate((roi[3], roi[2]), np.dtype(self._dtype_name))
+        frame = await run_in_executor(_read_tiff, path, page, self._shape, roi, out)
         self._cursor += 1
         return frame
 
