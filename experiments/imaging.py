@@ -257,9 +257,11 @@ class ImagingExperiment(Experiment):
         if state == "recording":
             await camera.stop_recording()
         writes = []
-        if trigger_input is not None and rest[1] != rest[0]:
-            saved["trigger_input"] = rest[1]
-            writes.append(camera.set_trigger_input(rest[0]))
+        if trigger_input is not None:
+            wanted_input, old_input = rest[:2]
+            if old_input != wanted_input:
+                saved["trigger_input"] = old_input
+                writes.append(camera.set_trigger_input(wanted_input))
         if old_source != source:
             saved["trigger_source"] = old_source
             writes.append(camera.set_trigger_source(source))

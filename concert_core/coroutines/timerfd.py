@@ -36,14 +36,16 @@ def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name, use_errno=True)
-        libc.timerfd_create, libc.timerfd_settime  # noqa: B018 (present?)
-    except (OSError, AttributeError, TypeError):
+    except (OSError, TypeError):
         return None
-    return libc
+    return libc if hasattr(libc, "timerfd_create") and hasattr(libc, "timerfd_settime") \
+        else None
 
 
+@cache
 def available() -> bool:
-    """Whether timerfd waits work here (and ``time.monotonic`` is CLOCK_MONOTONIC)."""
+    """Whether timerfd waits work here (and ``time.monotonic`` is CLOCK_MONOTONIC); asked
+    once, as every short :func:`~concert_core.coroutines.sleep` asks it."""
     return _libc() is not None and time.get_clock_info("monotonic").implementation == \
         "clock_gettime(CLOCK_MONOTONIC)"
 

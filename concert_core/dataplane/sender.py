@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
+from concert_core.coroutines.base import sleep
 from concert_core.dataplane.shared import DEFAULT_SLOTS, MAX_SLOTS, SharedRing, close_rings
 from concert_core.dataplane.wire import (
     DataPlaneError,
@@ -470,7 +471,7 @@ class ImageSender:
                     f"{self.endpoint} within {self.timeout} s: the receiver holds all "
                     f"{ring.slots} slots of {ring.name}, is stuck or gone"
                 )
-            await asyncio.sleep(delay)
+            await sleep(delay)  # keeps sub-millisecond delays (a bare timer: 1 ms)
             delay = min(2 * delay, 0.002)
             self._sweep()
         return ring, slot
