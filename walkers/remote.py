@@ -170,17 +170,24 @@ class RemoteDirectoryWalker(Walker):
     async def _start(
         self, endpoint: str, name: str | None, dsetname: str | None
     ) -> Coroutine[Any, Any, int]:
-        """Start WriteSequence at the right place; return the coroutine awaiting its end."""
+        """Start WriteSequence at the right place; return the coroutine awaiting its end.
+
+        ``dsetname`` is written without reading it first (a read to compare costs as much
+        as the write), and together with the descend into ``name``: the device handles
+        the two in turn, but the session waits for one round trip only."""
         async with self._starting:  # dsetname and WriteSequence belong together
+            steps = [self.set_attribute("dsetname", dsetname or self.dsetname)]
             if name is not None:
-                await self.descend(name)
+                steps.append(self.descend(name))
+            outcomes = await asyncio.gather(*steps, return_exceptions=True)
+            descended = name is not None and not isinstance(outcomes[-1], BaseException)
             try:
-                wanted = dsetname or self.dsetname
-                if await self.get_attribute("dsetname") != wanted:
-                    await self.set_attribute("dsetname", wanted)
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
                 await _call(self.device.command_inout, "WriteSequence", endpoint)
             finally:
-                if name is not None:
+                if descended:
                     await self.ascend()
         return self._wait_written()
 
@@ -199,6 +206,8 @@ class RemoteDirectoryWalker(Walker):
             raise
         if state.value == tango.DevState.FAULT or concert_state_of(status.value) == "error":
             raise _error_from_status(status.value)
+        # Not read with State: Tango evaluates State after the other attributes of a
+        # read, so counters read with it may predate an end that State already shows.
         counters = await self.counters()
         self.frames_written += counters["frames_written"]
         self.bytes_written += counters["bytes_written"]
