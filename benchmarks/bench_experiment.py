@@ -17,9 +17,7 @@ camera does; darks and flats stay software-triggered).
 The devices are fast (``DEVICE_ARGS``) so that the figures show the software's overhead,
 not motor travel: (a) - (c) is what the experiment machinery, the motors' state machines,
 the shutter, the metadata and the writer add. Each part runs ``--repeats`` times; the best
-time counts. Every timed run starts after :func:`~benchmarks.memory.warm_memory` (fresh
-memory for the page cache and the frames, as in bench_dataplane: on a VM that hands free
-pages back to its host, files written into cold memory cost the walker 5-7 times the CPU).
+time counts.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.memory import warm_memory
 from concert_core.devices.cameras.dummy import Camera
 from concert_core.devices.motors.dummy import ContinuousRotationMotor, LinearMotor
 from concert_core.devices.shutters.dummy import Shutter
@@ -57,8 +54,6 @@ DEVICE_ARGS: dict[str, dict[str, str]] = {
     "shutter": {"motion_time": "1 ms"},
 }
 FLAT_POSITION, RADIO_POSITION = 1 * q.mm, 0 * q.mm
-#: Memory warmed before each timed run: four times the frames of a run.
-WARM_BYTES = 4 * (NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS) * WIDTH * HEIGHT * 2
 
 
 def _args(device: str) -> dict[str, Any]:
@@ -82,7 +77,6 @@ async def _best(experiment: Any, tomo_motor: Any, repeats: int, writer: Any = No
         for _ in range(repeats):
             await tomo_motor.set_position(0 * q.deg)
             before = experiment.walker.frames_written
-            warm_memory(WARM_BYTES)
             start = time.perf_counter()
             await experiment.run()
             best = min(best, time.perf_counter() - start)
@@ -184,7 +178,6 @@ async def part_c(repeats: int) -> float:
     await camera.set_trigger_source("SOFTWARE")
     best = float("inf")
     for _ in range(repeats):
-        warm_memory(WARM_BYTES)
         start = time.perf_counter()
         async with camera.recording():
             for _ in range(total):
