@@ -106,10 +106,14 @@ TRANSPORTS = {"tcp": "tcp://127.0.0.1:*", "ipc": "ipc://*"}
 SERVER_TRANSPORTS = {**TRANSPORTS, "shm": TRANSPORTS["ipc"]}
 
 
-def _bound_pull(context: zmq.Context, transport: str) -> tuple[zmq.Socket, str]:
-    """A PULL socket bound on ``transport``, and the endpoint to connect to."""
+def _bound_pull(context: zmq.Context, transport: str, setup: Setup) -> tuple[zmq.Socket, str]:
+    """A PULL socket bound on ``transport``, and the endpoint to connect to (an ipc socket
+    file in the work directory, removed with it)."""
     pull = context.socket(zmq.PULL)
-    pull.bind(TRANSPORTS[transport])
+    if transport == "ipc":
+        pull.bind(f"ipc://{tempfile.mkdtemp(dir=setup.workdir)}/pull.ipc")
+    else:
+        pull.bind(TRANSPORTS[transport])
     return pull, pull.getsockopt(zmq.LAST_ENDPOINT).decode()
 
 
@@ -123,7 +127,7 @@ def part_a_raw_zmq(setup: Setup) -> list[Result]:
 
 def _raw_zmq(setup: Setup, transport: str) -> Result:
     context = zmq.Context()
-    pull, endpoint = _bound_pull(context, transport)
+    pull, endpoint = _bound_pull(context, transport, setup)
     push = context.socket(zmq.PUSH)
     push.sndhwm = pull.rcvhwm = 100
     push.connect(endpoint)
@@ -364,7 +368,7 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
 
     spawn = multiprocessing.get_context("spawn")
     context = zmq.Context()
-    pull, endpoint = _bound_pull(context, transport)
+    pull, endpoint = _bound_pull(context, transport, setup)
     pull.rcvhwm = 100
     pull.rcvtimeo = 30_000  # a dead sender: zmq.Again instead of a hang
     ready, go = spawn.Event(), spawn.Event()

@@ -206,8 +206,14 @@ class RemoteImageWriter(Addon):
                     metadata.append(dict(getattr(token, "metadata", None) or {}))
 
             async def store() -> None:
-                # Once the frames are taken, while the walker writes the last ones.
-                await draining
+                # As soon as the metadata are complete: once the producer has ended (while
+                # the walker writes the last frames), or once the walker has written as
+                # many frames as were taken (while the producer cleans up: closes the
+                # shutter, restores the camera). Later tokens fail the count check below.
+                await asyncio.wait({draining, writing}, return_when=asyncio.FIRST_COMPLETED)
+                if not draining.done() and (writing.cancelled() or writing.exception()
+                                            or writing.result() != len(metadata)):
+                    await draining
                 async with self.walker:
                     await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
 

@@ -12,6 +12,7 @@ of every device and experiment parameter at its start and at its end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -356,11 +357,15 @@ class Experiment(Parameterizable):
     async def _write_metadata(self, filename: str, metadata: Awaitable[dict[str, Any]] | None
                               = None, **extra: Any) -> None:
         """Store ``metadata`` (awaited; default: :meth:`get_metadata`) updated by ``extra`` as
-        ``filename``; a failure is logged, not raised (metadata must not stop a run)."""
+        ``filename`` in the walker's current entry, holding the walker's lock (writers
+        descend and come back under it); a failure is logged, not raised (metadata must not
+        stop a run)."""
+        walker = self.walker
         try:
             values = await (self.get_metadata() if metadata is None else metadata)
             values.update(extra)
-            await self.walker.log_to_json(values, filename)
+            async with walker if hasattr(walker, "__aenter__") else contextlib.nullcontext():
+                await walker.log_to_json(values, filename)
         except Exception:
             self.log.exception("could not write %s", filename)
 
@@ -384,6 +389,7 @@ class Experiment(Parameterizable):
         walker = self.walker
         descended = False
         closer = None
+        storing: asyncio.Future | None = None
         began = asyncio.get_running_loop().time()
 
         async def enter() -> None:
@@ -408,7 +414,9 @@ class Experiment(Parameterizable):
                     reading.cancel()
                     await asyncio.gather(reading, return_exceptions=True)
                     raise
-                await self._write_metadata("experiment_start.json", reading)
+                # Stored while the run goes on (the snapshot is from its start).
+                storing = asyncio.ensure_future(
+                    self._write_metadata("experiment_start.json", reading))
             self.log.info("run %s started", self._current_name or self._iteration)
             try:
                 await self.prepare()
@@ -430,6 +438,8 @@ class Experiment(Parameterizable):
             self.log.info("run done in %.3f s", asyncio.get_running_loop().time() - began)
         finally:
             self._current_acquisition = ""
+            if storing is not None:
+                await storing  # logs its own failure
             if walker is not None:
                 await self._write_metadata(
                     "experiment_finish.json", state=state.last_value, message=state.message,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import tempfile
 import zlib
 
 import numpy as np
@@ -392,6 +394,29 @@ def test_endpoints_from_commdata():
     assert resolve_endpoint("ipc:///tmp/x", bind=True) == "ipc:///tmp/x"
     with pytest.raises(ValueError):
         resolve_endpoint("nonsense", bind=True)
+
+
+async def test_wildcard_ipc_binds_in_the_temporary_directory(tmp_path, monkeypatch):
+    """Not in the working directory (libzmq's fallback), and nothing left after close."""
+    work, temporary = tmp_path / "work", tmp_path / "temporary"
+    work.mkdir()
+    temporary.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    for name in ("TMPDIR", "TEMPDIR", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    async with ImageSender("ipc://*", timeout=5) as sender:
+        path = sender.endpoint.removeprefix("ipc://")
+        assert os.path.dirname(path) == str(temporary)
+        assert os.path.basename(path).startswith(f"concert-{os.getpid()}-")
+        async with ImageReceiver(sender.endpoint, timeout=5) as receiver:
+            task = asyncio.create_task(collect(receiver))
+            await sender.send(np.arange(6, dtype=np.uint16).reshape(2, 3))
+            await sender.end()
+            received = await task
+        assert received[0].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert not os.path.exists(path)
+    assert list(work.iterdir()) == []
 
 
 async def test_sender_takes_commdata():

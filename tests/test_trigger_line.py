@@ -190,6 +190,9 @@ async def test_step_scan_exposes_one_frame_per_position(cls):
 async def test_step_scan_pulses_at_the_pace_of_dwell():
     motor, camera = await wired()
     line, seen = await counting_input(await motor.get_trigger_output())
+    # The camera alone satisfies the scan's listener check: wait for the counting input
+    # too, or a busy machine makes it miss the first pulse (PUB/SUB's late joiner).
+    await motor._trigger.wait_listeners(2, timeout=2)
     began = time.monotonic()
     await motor.step_scan(-0.5 * q.deg, 5, 20 * q.ms)
     assert time.monotonic() - began >= 5 * 0.02

@@ -9,7 +9,13 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from concert_core.dataplane.sender import LIVE_HWM, RELIABLE_HWM, _seconds, open_socket
+from concert_core.dataplane.sender import (
+    LIVE_HWM,
+    RELIABLE_HWM,
+    _seconds,
+    close_socket,
+    open_socket,
+)
 from concert_core.dataplane.shared import SharedFrames
 from concert_core.dataplane.wire import (
     DataPlaneError,
@@ -182,7 +188,7 @@ class ImageReceiver:
         """Close the socket and unmap shared memory (frames still alive stay valid)."""
         if not self.closed:
             self.closed = True
-            self._socket.close(linger=0)
+            close_socket(self._socket)
             self._shared.close()
 
     async def __aenter__(self) -> ImageReceiver:

@@ -7,6 +7,9 @@ import collections
 import contextlib
 import logging
 import math
+import os
+import secrets
+import tempfile
 import time
 import weakref
 from collections.abc import Mapping
@@ -53,7 +56,9 @@ def resolve_endpoint(endpoint: str | CommData, bind: bool) -> str:
 
     A :class:`CommData` gives its server endpoint when binding, its client endpoint
     otherwise. A tcp port of ``0`` means "any free port". A bare ``"tcp://:port"``
-    binds to loopback.
+    binds to loopback. ``"ipc://*"`` binds a fresh socket file in the temporary directory
+    (libzmq's own wildcard falls back to the working directory when ``TMPDIR`` is unset,
+    and leaves a directory there if the process is killed).
     """
     if isinstance(endpoint, CommData):
         return endpoint.server_endpoint if bind else endpoint.client_endpoint
@@ -66,7 +71,31 @@ def resolve_endpoint(endpoint: str | CommData, bind: bool) -> str:
         if port == "0" and bind:
             port = "*"
         endpoint = f"tcp://{host}:{port}"
+    elif endpoint == "ipc://*" and bind:
+        name = f"{_IPC_PREFIX}{os.getpid()}-{secrets.token_hex(8)}.ipc"
+        endpoint = f"ipc://{os.path.join(tempfile.gettempdir(), name)}"
     return endpoint
+
+
+#: Start of the socket files :func:`resolve_endpoint` makes for ``ipc://*``.
+_IPC_PREFIX = "concert-"
+#: Socket files of bound sockets to remove when the socket is closed or dropped (libzmq
+#: removes the files of its own wildcards only).
+_SOCKET_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _remove_file(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def close_socket(socket: zmq.Socket, linger: int = 0) -> None:
+    """Close ``socket`` (``linger`` in ms) and remove the socket file it was bound to by
+    ``ipc://*``; connections it has keep delivering for ``linger``."""
+    socket.close(linger=linger)
+    remove = _SOCKET_FILES.pop(socket, None)
+    if remove is not None:
+        remove()
 
 
 def open_socket(
@@ -86,10 +115,13 @@ def open_socket(
         if bind:
             socket.bind(address)
             address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+            path = address.removeprefix("ipc://")
+            if address.startswith("ipc://") and os.path.basename(path).startswith(_IPC_PREFIX):
+                _SOCKET_FILES[socket] = weakref.finalize(socket, _remove_file, path)
         else:
             socket.connect(address)
     except BaseException:
-        socket.close(linger=0)
+        close_socket(socket)
         raise
     return socket, address
 
@@ -526,7 +558,7 @@ class ImageSender:
         self._abandoned.clear()
         if linger is None:
             linger = (self.timeout if self.timeout is not None else 10.0) if self.reliable else 0
-        self._socket.close(linger=int(linger * 1000))
+        close_socket(self._socket, int(linger * 1000))
         self._finalizer.detach()
         rings, self._rings[:] = list(self._rings), []
         self._ring = None

@@ -30,7 +30,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from concert_core.dataplane.sender import _seconds, open_socket, resolve_endpoint
+from concert_core.dataplane.sender import _seconds, close_socket, open_socket, resolve_endpoint
 from concert_core.dataplane.wire import DataPlaneError, DataPlaneTimeout
 from concert_core.helpers import CommData
 
@@ -158,7 +158,7 @@ class TriggerOutput:
         """Unbind; pulses are refused afterwards."""
         if not self.closed:
             self.closed = True
-            self._socket.close(linger=0)
+            close_socket(self._socket)
 
     def __repr__(self) -> str:
         return f"<TriggerOutput {self.endpoint} sent={self.sent}>"

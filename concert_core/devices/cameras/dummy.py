@@ -25,9 +25,10 @@ brings a camera in ``error`` back to ``standby``.
 
 Performance: the synthetic frames are made in one vectorised pass, ``base + noise``, where
 ``base`` is the expected image for the current exposure and ROI (cached per configuration) and
-``noise`` a randomly offset view of a noise bank precomputed once per intensity level (Poisson
-noise of the mean intensity, Gaussian-approximated above 30 counts; every pixel gets the noise
-of the frame's mean level, not of its own). Large frames are made in a worker thread.
+``noise`` is read cyclically, from a random offset, out of a noise bank precomputed once per
+intensity level (2**20 samples, small enough to stay in the CPU cache; Poisson noise of the mean
+intensity, Gaussian-approximated above 30 counts; every pixel gets the noise of the frame's mean
+level, not of its own). Large frames are made in a worker thread.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ FAULTS = {
 FAULT_KINDS = tuple(FAULTS)
 #: Frames of at least this many bytes are produced in a worker thread.
 _THREAD_BYTES = 1 << 20
-#: Distinct noise samples in a bank (tiled to the needed length).
+#: Distinct noise samples in a bank (read cyclically to cover a frame).
 _UNIQUE_NOISE = 1 << 20
 #: Above this mean count the Poisson noise is drawn from its Gaussian approximation.
 _GAUSSIAN_ABOVE = 30.0
@@ -474,8 +475,20 @@ class _Plan:
             np.copyto(out, self.base)
             return out
         offset = ((index + 1) * 2654435761 + seed) % self.span
-        view = self.noise[offset:offset + self.size].reshape(self.base.shape)
-        return np.add(self.base, view, out=out)
+        noise, period = self.noise, len(self.noise)
+        if offset + self.size <= period:
+            view = noise[offset:offset + self.size].reshape(self.base.shape)
+            return np.add(self.base, view, out=out)
+        # The bank repeats with its length: add it piece by piece, each piece read from the
+        # one small bank (it stays in the CPU cache) instead of a frame-long tiled copy.
+        base, flat = self.base.reshape(-1), out.reshape(-1)
+        done, start = 0, offset % period
+        while done < self.size:
+            count = min(period - start, self.size - done)
+            np.add(base[done:done + count], noise[start:start + count],
+                   out=flat[done:done + count])
+            done, start = done + count, 0
+        return out
 
 
 def _default_background(width: int, height: int, dtype: np.dtype) -> np.ndarray:
@@ -616,7 +629,7 @@ class Camera(_SimulatedCamera):
             rounded -= shift
             np.clip(rounded, 0, np.iinfo(self._dtype).max, out=rounded)
             values = rounded.astype(self._dtype)
-        bank = np.resize(values, length)
+        bank = values  # used cyclically by _Plan.render (period: its length)
         with self._cache_lock:
             if len(self._banks) >= 4:
                 self._banks.pop(next(iter(self._banks)))
