@@ -11,6 +11,7 @@ from typing import Any
 import pint
 
 from concert_core.devices.motors import dummy
+from concert_core.parameter import Parameter
 from concert_core.quantities import q
 
 
@@ -46,3 +47,31 @@ class StallingMotor(dummy.LinearMotor):
     async def __ainit__(self, **kwargs: Any) -> None:
         await super().__ainit__(**kwargs)
         await self.inject_fault("stall")
+
+
+class CountedReadsMotor(dummy.LinearMotor):
+    """Counts how often its parameters ``first`` and ``second`` are read from the device
+    (``fetches``); reading ``broken`` always fails."""
+
+    first = Parameter(help="1, counted")
+    second = Parameter(help="2, counted")
+    broken = Parameter(help="cannot be read")
+    fetches = Parameter(help="reads of first and second so far")
+
+    async def __ainit__(self, **kwargs: Any) -> None:
+        self._fetches = 0
+        await super().__ainit__(**kwargs)
+
+    async def _get_first(self) -> int:
+        self._fetches += 1
+        return 1
+
+    async def _get_second(self) -> int:
+        self._fetches += 1
+        return 2
+
+    async def _get_broken(self) -> int:
+        raise RuntimeError("the sensor is unplugged")
+
+    async def _get_fetches(self) -> int:
+        return self._fetches

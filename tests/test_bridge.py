@@ -44,6 +44,8 @@ MOTORS: dict[str, dict[str, list[str]]] = {
     f"{DOMAIN}/motor/locked": {"concert_class": ["tests.bridge_devices:LockedLimitsMotor"]},
     f"{DOMAIN}/motor/homefault": {"concert_class": ["tests.bridge_devices:HomeFaultMotor"]},
     f"{DOMAIN}/motor/stall": {"concert_class": ["tests.bridge_devices:StallingMotor"]},
+    f"{DOMAIN}/motor/counted": {"concert_class": ["tests.bridge_devices:CountedReadsMotor"],
+                                "read_cache_ms": ["0"]},
     f"{DOMAIN}/motor/bad": {"concert_args": ['{"position": "12 zorglubs"}']},
 }
 CAMERA = f"{DOMAIN}/camera/behaviour"
@@ -428,6 +430,22 @@ def test_state_error_from_injected_faults(beamline) -> None:
     stalling.position = 1.0
     wait_state(stalling, DevState.ON)
     assert stalling.position == pytest.approx(1.0)
+
+
+def test_a_read_of_several_attributes_asks_the_device_once_for_each(beamline) -> None:
+    """The stale attributes of one read are fetched together; one that fails reports its
+    own error and spoils neither the others nor the next read."""
+    counted = proxy(f"{DOMAIN}/motor/counted")  # read_cache_ms 0: every read is stale
+    before = counted.read_attribute("fetches").value
+    replies = counted.read_attributes(["first", "broken", "second", "position"])
+    assert [replies[0].value, replies[2].value] == [1, 2]
+    assert not replies[0].has_failed and not replies[2].has_failed
+    assert replies[1].has_failed
+    assert "unplugged" in replies[1].get_err_stack()[0].desc
+    assert replies[3].value == pytest.approx(0.0)
+    assert counted.read_attribute("fetches").value == before + 2
+    assert [reply.value for reply in counted.read_attributes(["second", "first"])] == [2, 1]
+    assert counted.read_attribute("fetches").value == before + 4
 
 
 def test_bad_arguments_and_read_only(beamline) -> None:
