@@ -313,7 +313,7 @@ class ConcertDevice(Device):
     def read_attr_hardware(self, attr_list: list[int]) -> None:
         """Tango calls this once per read request, before reading its attributes one by
         one: the stale ones are fetched here, in turn, in one hand-over to the loop (one
-        each would cost a thread switch apiece: 30 for a camera's metadata). A failed
+        each would cost a thread switch apiece: 16 for a camera's metadata). A failed
         fetch is left to that attribute's own read, which reports it."""
         self._prefetched = set()
         now = time.monotonic()
