@@ -30,7 +30,7 @@ from concert_core.coroutines.sinks import Accumulate
 from concert_core.errors import ConcertError
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
-from experiments.base import Acquisition, Experiment, jsonable, run_together
+from experiments.base import Acquisition, Experiment, bound_endpoint, jsonable, run_together
 from walkers.base import StorageError
 
 
@@ -154,7 +154,7 @@ class RemoteImageWriter(Addon):
         self.written: dict[str, int] = {}
         #: The experiment's metadata of every frame, per acquisition name (last run).
         self.metadata: dict[str, list[dict[str, Any]]] = {}
-        self._lock: asyncio.Lock | None = None
+        self._lock = asyncio.Lock()  # one binding of the camera's data endpoint at a time
         super().__init__(experiment.acquisitions)
 
     def attach(self) -> None:
@@ -173,14 +173,9 @@ class RemoteImageWriter(Addon):
 
     async def data_endpoint(self) -> str:
         """The camera's data endpoint (bound at ``endpoint`` first if it has none)."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         async with self._lock:
-            current = await self.camera.get_data_endpoint()
-            if not current:
-                await self.camera.set_data_endpoint(self.endpoint)
-                current = await self.camera.get_data_endpoint()
-            return current
+            return await bound_endpoint(self.camera.get_data_endpoint,
+                                        self.camera.set_data_endpoint, self.endpoint)
 
     def _walker_name(self) -> str:
         device = getattr(self.walker, "device", None)

@@ -94,6 +94,17 @@ async def run_together(coroutines: Iterable[Awaitable[Any]]) -> list[Any]:
         raise
 
 
+async def bound_endpoint(get: Callable[[], Awaitable[str]],
+                         set_: Callable[[str], Awaitable[Any]], default: str) -> str:
+    """The endpoint a device's ``get()`` gives, after binding it at ``default`` with
+    ``set_`` if it has none (a camera's data endpoint, a motor's trigger output)."""
+    endpoint = await get()
+    if not endpoint:
+        await set_(default)
+        endpoint = await get()
+    return endpoint
+
+
 def jsonable(value: Any) -> Any:
     """``value`` in a form JSON can store (quantities as ``"10 mm"``, big arrays summarised)."""
     if isinstance(value, pint.Quantity):
@@ -463,6 +474,7 @@ __all__ = [
     "IDLE_STATES",
     "Acquisition",
     "Experiment",
+    "bound_endpoint",
     "jsonable",
     "read_parameters",
     "run_together",

@@ -21,6 +21,7 @@ Only the public device API is used, so the experiments run unchanged on remote d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -39,6 +40,7 @@ from experiments.base import (
     Acquisition,
     Experiment,
     boolean,
+    bound_endpoint,
     count,
     positive_count,
     run_together,
@@ -268,6 +270,19 @@ class ImagingExperiment(Experiment):
         await run_together(writes)
         return _seconds(exposure)
 
+    @contextlib.asynccontextmanager
+    async def _camera_set_to(self, source: str, trigger_input: Awaitable[str] | None = None
+                             ) -> AsyncIterator[float]:
+        """:meth:`_setup_camera` for the block it wraps (giving the exposure time in s),
+        then :meth:`_restore_camera`, also when the block fails or its consumer stops."""
+        saved: dict[str, Any] = {}
+        try:
+            yield await self._setup_camera(source, saved, trigger_input)
+        except BaseException:
+            await self._restore_camera(saved, failed=True)
+            raise
+        await self._restore_camera(saved, failed=False)
+
     async def _restore_camera(self, saved: dict[str, Any], failed: bool) -> None:
         """Set the camera's settings in ``saved`` back; after a failure (``failed``) a
         refusal is logged, not raised, so that the original error is the one seen."""
@@ -295,20 +310,13 @@ class ImagingExperiment(Experiment):
                 yield token
             return
         camera = self._camera
-        saved: dict[str, Any] = {}
-        failed = True
-        try:
-            exposure = await self._setup_camera("SOFTWARE", saved)
-            async with camera.recording():
-                for index in range(number):
-                    extra = await before(index) if before is not None else {}
-                    await camera.trigger()
-                    frame = await camera.grab()
-                    extra.update(await self._frame_metadata())
-                    yield self._stamp(frame, index, exposure, extra)
-            failed = False
-        finally:
-            await self._restore_camera(saved, failed)
+        async with self._camera_set_to("SOFTWARE") as exposure, camera.recording():
+            for index in range(number):
+                extra = await before(index) if before is not None else {}
+                await camera.trigger()
+                frame = await camera.grab()
+                extra.update(await self._frame_metadata())
+                yield self._stamp(frame, index, exposure, extra)
 
     async def _produce_sent(
         self, number: int, before: FrameInfo | None = None
@@ -321,47 +329,40 @@ class ImagingExperiment(Experiment):
         may lag at most ``_MAX_AHEAD`` frames behind the triggers.
         """
         camera = self._camera
-        saved: dict[str, Any] = {}
-        sending: asyncio.Future | None = None
-        failed = True
-        try:
-            exposure = await self._setup_camera("SOFTWARE", saved)
+        async with self._camera_set_to("SOFTWARE") as exposure:
             sending = asyncio.ensure_future(camera.grab_send(number))
-            await _until_recording(camera, sending)
-            loop = asyncio.get_running_loop()
-            confirmed = 0
-            for index in range(number):
-                extra = await before(index) if before is not None else {}
-                began = loop.time()
-                # The frame's metadata (a ring current, ...) are read during its exposure.
-                metadata = asyncio.ensure_future(self._frame_metadata())
-                try:
-                    try:
-                        await camera.trigger()
-                    except Exception as error:
-                        # A trigger refused because the camera failed: the send reports
-                        # the cause a moment later, and that is the error to show.
-                        await asyncio.wait({sending}, timeout=_CAUSE_WAIT)
-                        raise _camera_error(camera, sending, error) from error
-                    extra.update(await metadata)
-                finally:
-                    await _cancelled(metadata)
-                if index + 1 - confirmed > _MAX_AHEAD:
-                    confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
-                rest = exposure - (loop.time() - began)
-                if rest > 0:
-                    await sleep(rest)  # keeps sub-millisecond rests
-                yield self._stamp(_token(), index,
-                                  exposure, extra)
             try:
-                await sending
-            except Exception as error:
-                raise _camera_error(camera, sending, error) from error
-            failed = False
-        finally:
-            if sending is not None:
+                await _until_recording(camera, sending)
+                loop = asyncio.get_running_loop()
+                confirmed = 0
+                for index in range(number):
+                    extra = await before(index) if before is not None else {}
+                    began = loop.time()
+                    # The frame's metadata (a ring current, ...) are read during its exposure.
+                    metadata = asyncio.ensure_future(self._frame_metadata())
+                    try:
+                        try:
+                            await camera.trigger()
+                        except Exception as error:
+                            # A trigger refused because the camera failed: the send reports
+                            # the cause a moment later, and that is the error to show.
+                            await asyncio.wait({sending}, timeout=_CAUSE_WAIT)
+                            raise _camera_error(camera, sending, error) from error
+                        extra.update(await metadata)
+                    finally:
+                        await _cancelled(metadata)
+                    if index + 1 - confirmed > _MAX_AHEAD:
+                        confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
+                    rest = exposure - (loop.time() - began)
+                    if rest > 0:
+                        await sleep(rest)  # keeps sub-millisecond rests
+                    yield self._stamp(_token(), index, exposure, extra)
+                try:
+                    await sending
+                except Exception as error:
+                    raise _camera_error(camera, sending, error) from error
+            finally:
                 await _cancelled(sending)
-            await self._restore_camera(saved, failed)
 
     async def _produce_continuous(
         self, number: int, info: Callable[[int], dict[str, Any]]
@@ -369,21 +370,14 @@ class ImagingExperiment(Experiment):
         """Yield ``number`` frames the camera triggers itself (AUTO) at its frame rate;
         ``info(i)`` gives frame ``i``'s metadata. With a ``direct_writer`` the camera sends
         the frames itself and this yields frame tokens as the camera grabs them."""
-        camera = self._camera
-        saved: dict[str, Any] = {}
-        failed = True
-        try:
-            exposure = await self._setup_camera("AUTO", saved)
+        async with self._camera_set_to("AUTO") as exposure:
             if self.direct_writer is not None:
                 async for token in self._sent_tokens(number, exposure, info):
                     yield token
             else:
-                async with camera.recording():
+                async with self._camera.recording():
                     async for frame in self._grabbed(number, exposure, info):
                         yield frame
-            failed = False
-        finally:
-            await self._restore_camera(saved, failed)
 
     async def _produce_triggered(
         self, number: int, motor: Any, step: pint.Quantity, info: Callable[[int], dict[str, Any]]
@@ -394,24 +388,14 @@ class ImagingExperiment(Experiment):
         frame per pulse; the motor dwells ``exposure_time`` at each position. ``info(i)``
         gives frame ``i``'s metadata. With a ``direct_writer`` the camera sends the frames
         itself and this yields frame tokens as the camera grabs them."""
-        camera = self._camera
-
-        async def output() -> str:
-            endpoint = await motor.get_trigger_output()
-            if not endpoint:
-                await motor.set_trigger_output(TRIGGER_ENDPOINT)
-                endpoint = await motor.get_trigger_output()
-            return endpoint
-
-        saved: dict[str, Any] = {}
-        failed = True
-        try:
-            exposure = await self._setup_camera("EXTERNAL", saved, trigger_input=output())
+        output = bound_endpoint(motor.get_trigger_output, motor.set_trigger_output,
+                                TRIGGER_ENDPOINT)
+        async with self._camera_set_to("EXTERNAL", trigger_input=output) as exposure:
             if self.direct_writer is not None:
                 async for token in self._sent_tokens(number, exposure, info, motor, step):
                     yield token
             else:
-                async with camera.recording():
+                async with self._camera.recording():
                     scan = asyncio.ensure_future(motor.step_scan(step, number, exposure * q.s))
                     try:
                         async for frame in self._grabbed(number, exposure, info, scan):
@@ -419,9 +403,6 @@ class ImagingExperiment(Experiment):
                         await scan
                     finally:
                         await _cancelled(scan)
-            failed = False
-        finally:
-            await self._restore_camera(saved, failed)
 
     async def _grabbed(
         self, number: int, exposure: float, info: Callable[[int], dict[str, Any]],
@@ -456,8 +437,7 @@ class ImagingExperiment(Experiment):
                     grabbed = await _wait_grabbed(camera, sending, index + 1, scan)
                 extra = info(index)
                 extra.update(await self._frame_metadata())
-                yield self._stamp(_token(), index,
-                                  exposure, extra)
+                yield self._stamp(_token(), index, exposure, extra)
             if scan is not None:
                 await scan
             try:

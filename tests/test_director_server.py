@@ -156,6 +156,17 @@ def test_radiography_end_to_end(beamline: Beamline) -> None:
         assert Beamline.proxy(name).state() in (tango.DevState.CLOSE, tango.DevState.ON)
 
 
+def assert_tomography_hdf5(scan, projections: int, step: float) -> None:
+    """4 darks, 4 flats and ``projections`` radios in the scan's HDF5 files, the radios
+    at ``step`` degrees apart in their metadata file."""
+    for name, number in (("darks", 4), ("flats", 4), ("radios", projections)):
+        with h5py.File(scan / f"{name}.h5") as h5:
+            assert h5[name].shape == (number, SIZE, SIZE)
+    angles = [frame["rotation_angle"]
+              for frame in json.loads((scan / "radios_metadata.json").read_text())]
+    assert angles == pytest.approx([i * step for i in range(projections)])
+
+
 def test_stepped_tomography_hdf5_end_to_end(beamline: Beamline) -> None:
     walker = walker_at(WALKER, "tomo")
     walker.write_attribute("writer_class", 1)  # HDF5
@@ -166,13 +177,7 @@ def test_stepped_tomography_hdf5_end_to_end(beamline: Beamline) -> None:
     finally:
         walker.write_attribute("writer_class", 0)
     assert director.state() == tango.DevState.ON, director.status()
-    scan = beamline.root / "tomo" / "scan_0001"
-    for name, number in (("darks", 4), ("flats", 4), ("radios", 12)):
-        with h5py.File(scan / f"{name}.h5") as h5:
-            assert h5[name].shape == (number, SIZE, SIZE)
-    angles = [frame["rotation_angle"]
-              for frame in json.loads((scan / "radios_metadata.json").read_text())]
-    assert angles == pytest.approx([i * 15.0 for i in range(12)])
+    assert_tomography_hdf5(beamline.root / "tomo" / "scan_0001", 12, 15.0)
     assert Beamline.proxy(TOMO).read_attribute("position").value == pytest.approx(165.0)
 
 
@@ -190,13 +195,7 @@ def test_hardware_triggered_tomography_end_to_end(beamline: Beamline) -> None:
         director.write_attribute("hardware_trigger", False)
         walker.write_attribute("writer_class", 0)
     assert director.state() == tango.DevState.ON, director.status()
-    scan = beamline.root / "hwtomo" / "scan_0001"
-    for name, number in (("darks", 4), ("flats", 4), ("radios", 10)):
-        with h5py.File(scan / f"{name}.h5") as h5:
-            assert h5[name].shape == (number, SIZE, SIZE)
-    angles = [frame["rotation_angle"]
-              for frame in json.loads((scan / "radios_metadata.json").read_text())]
-    assert angles == pytest.approx([i * 18.0 for i in range(10)])
+    assert_tomography_hdf5(beamline.root / "hwtomo" / "scan_0001", 10, 18.0)
     assert Beamline.proxy(TOMO).read_attribute("position").value == pytest.approx(162.0)
     assert Beamline.proxy(TOMO).read_attribute("trigger_output").value.startswith("tcp://")
     camera = Beamline.proxy(CAMERA)
