@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from concert_core.errors import ConcertError
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
 from experiments.base import Acquisition, Experiment, bound_endpoint, jsonable, run_together
-from walkers.base import StorageError
+from walkers.base import StorageError, WriterClassChanged
 
 
 class AddonError(ConcertError):
@@ -155,6 +155,9 @@ class RemoteImageWriter(Addon):
         #: The experiment's metadata of every frame, per acquisition name (last run).
         self.metadata: dict[str, list[dict[str, Any]]] = {}
         self._lock = asyncio.Lock()  # one binding of the camera's data endpoint at a time
+        self._endpoint_reads = 0  # data endpoints read so far (see data_endpoint)
+        self._endpoint = ""
+        self._writer_class: str | None = None  # the walker's, as its last start showed
         super().__init__(experiment.acquisitions)
 
     def attach(self) -> None:
@@ -172,28 +175,54 @@ class RemoteImageWriter(Addon):
             self.experiment.direct_writer = None
 
     async def data_endpoint(self) -> str:
-        """The camera's data endpoint (bound at ``endpoint`` first if it has none)."""
+        """The camera's data endpoint (bound at ``endpoint`` first if it has none).
+
+        Callers at the same time (an acquisition's producer setting the camera up and its
+        writer) share one read: who waited for another's read takes its result."""
+        reads = self._endpoint_reads
         async with self._lock:
-            return await bound_endpoint(self.camera.get_data_endpoint,
-                                        self.camera.set_data_endpoint, self.endpoint)
+            if self._endpoint_reads == reads:
+                self._endpoint = await bound_endpoint(self.camera.get_data_endpoint,
+                                                      self.camera.set_data_endpoint,
+                                                      self.endpoint)
+                self._endpoint_reads += 1
+            return self._endpoint
 
     def _walker_name(self) -> str:
         device = getattr(self.walker, "device", None)
         return device.dev_name() if hasattr(device, "dev_name") else str(self.walker.root)
 
-    async def _hdf5(self) -> bool:
-        get = getattr(self.walker, "get_attribute", None)
-        return get is not None and str(await get("writer_class")).upper() == "HDF5"
+    async def _known_writer_class(self) -> str:
+        if self._writer_class is None:
+            self._writer_class = str(await self.walker.get_attribute("writer_class")).upper()
+        return self._writer_class
+
+    async def _start_writer(self, name: str) -> Coroutine[Any, Any, int]:
+        """Have the walker write acquisition ``name`` from the camera's data endpoint; return
+        the coroutine awaiting the end. The layout depends on the walker's writer class:
+        the one seen last is assumed and checked by the walker in the same round trip as
+        the start; after a change by some client the start is made again in the new one."""
+        endpoint, expected = await run_together([self.data_endpoint(),
+                                                 self._known_writer_class()])
+        try:
+            return await self._start_as(expected, endpoint, name)
+        except WriterClassChanged as changed:
+            self._writer_class = changed.writer_class
+            return await self._start_as(changed.writer_class, endpoint, name)
+
+    async def _start_as(self, writer_class: str, endpoint: str, name: str
+                        ) -> Coroutine[Any, Any, int]:
+        hdf5 = writer_class == "HDF5"  # one file per acquisition, else a directory
+        async with self.walker:
+            return await self.walker.start_sequence(
+                endpoint, name=None if hdf5 else name,
+                dsetname=f"{name}.h5" if hdf5 else self.dsetname, writer_class=writer_class)
 
     def _make_consumer(self, acquisition: Acquisition) -> Callable:
         name = acquisition.name
 
         async def write(producer: AsyncIterator[Any]) -> int:
-            endpoint, hdf5 = await run_together([self.data_endpoint(), self._hdf5()])
-            async with self.walker:
-                writer = await self.walker.create_writer(
-                    endpoint, name=None if hdf5 else name,
-                    dsetname=f"{name}.h5" if hdf5 else self.dsetname)
+            writer = await self._start_writer(name)
             metadata: list[dict[str, Any]] = []
 
             async def drain() -> None:

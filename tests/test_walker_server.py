@@ -19,9 +19,14 @@ import tango
 
 from concert_core.dataplane import ImageReceiver, ImageSender
 from concert_core.devices.cameras.dummy import Camera
+from concert_core.devices.motors.dummy import LinearMotor
+from concert_core.devices.shutters.dummy import Shutter
 from concert_core.errors import SelectionError
 from concert_core.quantities import q
-from walkers import PathError, read_hdf5, read_image, write_tiff
+from concert_core.remote import TangoDevice
+from experiments import RemoteImageWriter
+from experiments.synchrotron import Radiography
+from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
 from walkers.remote import RemoteDirectoryWalker
 
 WALKER = "test/walker/1"
@@ -343,6 +348,68 @@ def test_remote_directory_walker_like_a_local_walker(servers: Servers, walker) -
         assert await remote.write(iter(local), dsetname="after_{:>03}.tif") == len(local)
 
     asyncio.run(run())
+
+
+@pytest.mark.tango
+def test_a_start_for_another_writer_class_is_refused_and_creates_nothing(
+        servers: Servers, walker) -> None:
+    endpoint = servers.camera.read_attribute("data_endpoint").value
+    here = Path(walker.read_attribute("current").value)
+
+    async def run() -> None:
+        remote = await RemoteDirectoryWalker(WALKER)
+        try:
+            with pytest.raises(WriterClassChanged) as info:  # the device writes TIFF
+                await remote.start_sequence(endpoint, name="darks", dsetname="d_{:>03}.tif",
+                                            writer_class="HDF5")
+            assert info.value.writer_class == "TIFF"
+            assert tree(here) == [] and remote.current == str(here)
+            assert walker.state() == tango.DevState.ON
+            with pytest.raises(SelectionError):
+                await remote.start_sequence(endpoint, writer_class="ZARR")
+            wait = await remote.start_sequence(endpoint, name="darks",
+                                               dsetname="d_{:>03}.tif", writer_class="tiff")
+            await asyncio.to_thread(servers.camera.GrabSend, 3)
+            assert await wait == 3
+            assert tree(here) == ["darks", *(f"darks/d_{i:03}.tif" for i in range(3))]
+        finally:
+            await remote.disconnect()
+
+    asyncio.run(run())
+
+
+@pytest.mark.tango
+def test_remote_image_writer_follows_a_change_of_writer_class(servers: Servers, walker) -> None:
+    # The writer assumes the writer class of its last start; the walker refuses a start in
+    # the wrong one, and the writer starts again in the layout of the new one.
+    here = Path(walker.read_attribute("current").value)
+
+    async def run() -> None:
+        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
+        try:
+            motor, shutter = await LinearMotor(), await Shutter()
+            experiment = await Radiography(remote, motor, 0 * q.mm, 1 * q.mm, camera, shutter,
+                                           num_flats=2, num_darks=2, num_projections=3)
+            writer = RemoteImageWriter(experiment, remote)
+            await experiment.run()
+            walker.write_attribute("writer_class", 1)  # HDF5, by another client
+            await experiment.run()
+            assert writer.written == {"darks": 2, "flats": 2, "radios": 3}
+        finally:
+            walker.write_attribute("writer_class", 0)
+            await camera.disconnect()
+            await remote.disconnect()
+
+    asyncio.run(run())
+    first, second = here / "scan_0001", here / "scan_0002"
+    assert [len(list((first / name).glob("frame_*.tif"))) for name in ("darks", "flats",
+                                                                        "radios")] == [2, 2, 3]
+    assert sorted(path.name for path in second.glob("*.h5")) == \
+        ["darks.h5", "flats.h5", "radios.h5"]
+    assert not [path for path in second.iterdir() if path.is_dir()]  # no TIFF directories
+    frames, metadata = read_hdf5(str(second / "radios.h5"), "radios")
+    assert frames.shape == (3, *SHAPE)
+    check_frames(servers, list(frames), metadata)
 
 
 # -- the camera side, locally -------------------------------------------------------------------

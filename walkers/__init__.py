@@ -11,6 +11,7 @@ from walkers.base import (
     PathError,
     StorageError,
     Walker,
+    WriterClassChanged,
 )
 from walkers.directory import DirectoryWalker
 from walkers.dummy import DummyWalker
@@ -35,6 +36,7 @@ __all__ = [
     "StorageError",
     "TiffWriter",
     "Walker",
+    "WriterClassChanged",
     "compression_options",
     "create_directory",
     "read_hdf5",

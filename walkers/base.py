@@ -25,6 +25,15 @@ class PathError(StorageError, ValueError):
     """A name or path is refused (empty, containing NUL, absolute, leaving the root)."""
 
 
+class WriterClassChanged(StorageError):
+    """A remote sequence was started for one writer class (file format) while the walker
+    device has another, set by some client meanwhile; ``writer_class`` is the device's."""
+
+    def __init__(self, writer_class: str, message: str) -> None:
+        super().__init__(message)
+        self.writer_class = writer_class
+
+
 class LoggingHandlerCloser:
     """Returned by :meth:`Walker.register_logger`: ``await closer()`` (or
     ``await closer.close()``) detaches and closes the handler; closing twice is harmless."""
@@ -205,6 +214,7 @@ __all__ = [
     "PathError",
     "StorageError",
     "Walker",
+    "WriterClassChanged",
     "attach_handler",
     "check_name",
     "open_log_file",

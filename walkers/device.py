@@ -254,9 +254,9 @@ class WalkerDevice(Device):
             return self._walker, await self._walker.create_writer(frames, dsetname=dsetname)
         name = split_dsetformat(dsetname)
         filename = self._inside(f"{name}.h5")
-        created = not await asyncio.to_thread(os.path.lexists, filename)
         walker = await HDF5Walker(filename, dsetname=name,
                                   compression=self._compression or None)
+        created = walker.created
         try:
             writer = await walker.create_writer(frames)
         except BaseException:

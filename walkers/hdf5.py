@@ -204,9 +204,16 @@ class HDF5Walker(Walker):
         await super().__ainit__("/", dsetname)
         self.filename = os.path.abspath(root_file)
         self.options = compression_options(compression)
-        directory = os.path.dirname(self.filename)
-        await asyncio.to_thread(create_directory, directory)
-        self.file: h5py.File = await asyncio.to_thread(h5py.File, self.filename, "a")
+        #: Whether opening created the file (it did not exist before).
+        self.created = False
+        self.file: h5py.File = await asyncio.to_thread(self._open)
+
+    def _open(self) -> h5py.File:
+        """Create the missing directories and open (or create) the file; one thread
+        hand-over for all of it, as a remote walker opens a file per sequence."""
+        create_directory(os.path.dirname(self.filename))
+        self.created = not os.path.lexists(self.filename)
+        return h5py.File(self.filename, "a")
 
     def _path(self, *names: str) -> str:
         return posixpath.join(self._current, *names)
@@ -229,7 +236,10 @@ class HDF5Walker(Walker):
     ) -> Coroutine[Any, Any, int]:
         if not dsetname or "/" in dsetname or "\0" in dsetname or dsetname in (".", ".."):
             raise PathError(f"invalid data set name {dsetname!r}")
-        group = await asyncio.to_thread(self.file.require_group, self._current)
+        if self._current == "/":  # the file's root group: no lookup to make
+            group: h5py.Group = self.file
+        else:
+            group = await asyncio.to_thread(self.file.require_group, self._current)
         if dsetname in group or dsetname + METADATA_SUFFIX in group:
             raise DatasetExistsError(
                 f"data set {dsetname!r} exists already in {self.filename}:{self._current}; "

@@ -29,7 +29,14 @@ from concert_core.helpers import CommData
 from concert_core.remote.calls import call as _call
 from concert_core.remote.tango import concert_state_of
 from walkers import base as walker_errors
-from walkers.base import LoggingHandlerCloser, PathError, StorageError, Walker, attach_handler
+from walkers.base import (
+    LoggingHandlerCloser,
+    PathError,
+    StorageError,
+    Walker,
+    WriterClassChanged,
+    attach_handler,
+)
 
 LOG = logging.getLogger(__name__)
 #: How often the state of a writing device is read when no State event came (s).
@@ -162,21 +169,47 @@ class RemoteDirectoryWalker(Walker):
         """Have the device write the stream at ``endpoint`` (e.g. a camera's
         ``data_endpoint``) as ``dsetname`` here (in ``name`` if given) until its end;
         return the number of frames written. Cancelling cancels the device's write."""
+        return await (await self.start_sequence(endpoint, name, dsetname))
+
+    async def start_sequence(
+        self, endpoint: str | CommData, name: str | None = None, dsetname: str | None = None,
+        writer_class: str | None = None,
+    ) -> Coroutine[Any, Any, int]:
+        """Start the device writing the stream at ``endpoint`` as in :meth:`write_sequence`;
+        return the coroutine that awaits the end (the number of frames written).
+
+        With ``writer_class`` (TIFF or HDF5) the sequence is written only in that format:
+        the device's ``writer_class`` is read back with the ``dsetname`` write (one round
+        trip) and a different one raises :class:`WriterClassChanged`, which names it,
+        before anything is created or started (``dsetname`` is written, though). A
+        client that knows the format from an earlier sequence needs no read of its own."""
         if isinstance(endpoint, CommData):
             endpoint = endpoint.client_endpoint
-        wait = await self._start(endpoint, name, dsetname)
-        return await wait
+        if writer_class is not None:
+            labels = await self._enum_labels("writer_class")
+            if writer_class.upper() not in labels:
+                raise concert_errors.SelectionError(
+                    f"writer_class {writer_class!r} is not one of {labels}")
+        return await self._start(endpoint, name, dsetname,
+                                 None if writer_class is None else writer_class.upper())
 
     async def _start(
-        self, endpoint: str, name: str | None, dsetname: str | None
+        self, endpoint: str, name: str | None, dsetname: str | None,
+        writer_class: str | None = None,
     ) -> Coroutine[Any, Any, int]:
         """Start WriteSequence at the right place; return the coroutine awaiting its end.
 
         ``dsetname`` is written without reading it first (a read to compare costs as much
         as the write), and together with the descend into ``name``: the device handles
-        the two in turn, but the session waits for one round trip only."""
+        the two in turn, but the session waits for one round trip only. A ``writer_class``
+        to check comes first, so that a refused start has created no directory."""
         async with self._starting:  # dsetname and WriteSequence belong together
-            steps = [self.set_attribute("dsetname", dsetname or self.dsetname)]
+            set_dsetname = self._set_dsetname(dsetname or self.dsetname, writer_class)
+            if writer_class is not None:
+                await set_dsetname
+                steps = []
+            else:
+                steps = [set_dsetname]
             if name is not None:
                 steps.append(self.descend(name))
             outcomes = await asyncio.gather(*steps, return_exceptions=True)
@@ -190,6 +223,18 @@ class RemoteDirectoryWalker(Walker):
                 if descended:
                     await self.ascend()
         return self._wait_written()
+
+    async def _set_dsetname(self, dsetname: str, writer_class: str | None) -> None:
+        """Write ``dsetname``; with ``writer_class``, check the device's in the same call."""
+        if writer_class is None:
+            await self.set_attribute("dsetname", dsetname)
+            return
+        reply, = await _call(self.device.write_read_attributes, [("dsetname", dsetname)],
+                             ["writer_class"])
+        actual = (await self._enum_labels("writer_class"))[int(reply.value)]
+        if actual != writer_class:
+            raise WriterClassChanged(actual, f"{self.device.dev_name()} writes {actual}, "
+                                     f"not {writer_class}: nothing was started")
 
     async def _wait_written(self) -> int:
         try:
