@@ -579,8 +579,6 @@ class Tomography(Radiography):
                              help="Rotation range of the tomography_motor during the scan")
     start_angle = Quantity(q.deg, *stored("start_angle"), check=IDLE,
                            help="Position of the tomography_motor for the first projection")
-    #: (start_angle, angular_range, num_projections) and the start and step in degrees.
-    _degrees_cache: tuple[tuple[Any, ...], float, float] | None = None
 
     async def __ainit__(
         self,
@@ -607,19 +605,13 @@ class Tomography(Radiography):
         step = self._angular_range / max(self._num_projections, 1)
         return self._start_angle + index * step
 
-    def _angle_degrees(self, index: int) -> float:
-        """:meth:`_angle` in degrees as a float, without unit arithmetic per frame (the
-        start angle and step are converted once per change of the parameters)."""
-        key = (self._start_angle, self._angular_range, self._num_projections)
-        cached = self._degrees_cache
-        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
-            step = float((self._angle(1) - self._angle(0)).to(q.deg).magnitude)
-            cached = self._degrees_cache = (key, float(self._angle(0).to(q.deg).magnitude), step)
-        return cached[1] + index * cached[2]
-
-    def _info(self, index: int) -> dict[str, Any]:
-        """Metadata of projection ``index`` known in advance (its rotation angle)."""
-        return {"rotation_angle": self._angle_degrees(index)}
+    def _projection_info(self) -> Callable[[int], dict[str, Any]]:
+        """The metadata of projection ``index`` known in advance (its rotation angle), as a
+        function for one acquisition: start and step are converted to degrees once, not
+        per frame (the parameters cannot change while a run goes on)."""
+        start = float(self._angle(0).to(q.deg).magnitude)
+        step = float((self._angle(1) - self._angle(0)).to(q.deg).magnitude)
+        return lambda index: {"rotation_angle": start + index * step}
 
     async def _prepare_radios(self) -> None:
         await run_together([
@@ -684,7 +676,8 @@ class SteppedTomography(Tomography):
     async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
         if self._hardware_trigger:
             producer = self._produce_triggered(self._num_projections, self._tomography_motor,
-                                               await self._get_angular_step(), self._info)
+                                               await self._get_angular_step(),
+                                               self._projection_info())
         else:
             producer = self._produce_frames(self._num_projections, self._step)
         async for frame in producer:
@@ -711,7 +704,8 @@ class ContinuousTomography(Tomography):
     async def _projections(self) -> AsyncIterator[ImageWithMetadata]:
         await self._start_motion()
         try:
-            async for frame in self._produce_continuous(self._num_projections, self._info):
+            async for frame in self._produce_continuous(self._num_projections,
+                                                         self._projection_info()):
                 yield frame
         finally:
             await self._stop_motion()
@@ -820,9 +814,14 @@ class ContinuousSpiralTomography(SpiralMixin, ContinuousTomography):
         velocity = self._vertical_shift_per_tomogram * rate / max(self._num_projections, 1)
         return velocity.to(q.mm / q.s)
 
-    def _info(self, index: int) -> dict[str, Any]:
-        return {"rotation_angle": self._angle_degrees(index),
-                "vertical_position": float(self._vertical(index).to(q.mm).magnitude)}
+    def _projection_info(self) -> Callable[[int], dict[str, Any]]:
+        angles = super()._projection_info()
+
+        def info(index: int) -> dict[str, Any]:
+            return {**angles(index),
+                    "vertical_position": float(self._vertical(index).to(q.mm).magnitude)}
+
+        return info
 
     async def _start_motion(self) -> None:
         await run_together([
@@ -837,7 +836,7 @@ class ContinuousSpiralTomography(SpiralMixin, ContinuousTomography):
         total = self._num_projections * await self._get_num_tomograms()
         await self._start_motion()
         try:
-            async for frame in self._produce_continuous(total, self._info):
+            async for frame in self._produce_continuous(total, self._projection_info()):
                 yield frame
         finally:
             await self._stop_motion()
