@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from concert_core.asyncobject import AsyncObject
@@ -133,6 +133,16 @@ class Parameterizable(AsyncObject):
             except Exception as error:
                 values[name] = error
         return values
+
+    async def write_values(self, values: Mapping[str, Any]) -> None:
+        """Write several parameters, in the order given. Every value is validated first
+        (locks, units, limits, state), so that such a refusal writes none of them; a
+        failure of the device itself leaves the values before it written. A remote device
+        overrides this to write them all in one round trip."""
+        for name, value in values.items():
+            await self[name].validate(value)
+        for name, value in values.items():
+            await self[name].set(value)
 
     def _readable_names(self) -> list[str]:
         return [value.name for value in self if value.readable]

@@ -157,6 +157,7 @@ class RemoteImageWriter(Addon):
         self._lock = asyncio.Lock()  # one binding of the camera's data endpoint at a time
         self._endpoint_reads = 0  # data endpoints read so far (see data_endpoint)
         self._endpoint = ""
+        self._started_from: str | None = None  # the endpoint of the writer started last
         self._writer_class: str | None = None  # the walker's, as its last start showed
         super().__init__(experiment.acquisitions)
 
@@ -178,7 +179,10 @@ class RemoteImageWriter(Addon):
         """The camera's data endpoint (bound at ``endpoint`` first if it has none).
 
         Callers at the same time (an acquisition's producer setting the camera up and its
-        writer) share one read: who waited for another's read takes its result."""
+        writer) share one read: who waited for another's read takes its result. While an
+        acquisition is written, the endpoint its writer connected to is the answer."""
+        if self._started_from is not None:
+            return self._started_from
         reads = self._endpoint_reads
         async with self._lock:
             if self._endpoint_reads == reads:
@@ -204,6 +208,7 @@ class RemoteImageWriter(Addon):
         the start; after a change by some client the start is made again in the new one."""
         endpoint, expected = await run_together([self.data_endpoint(),
                                                  self._known_writer_class()])
+        self._started_from = endpoint
         try:
             return await self._start_as(expected, endpoint, name)
         except WriterClassChanged as changed:
@@ -222,50 +227,58 @@ class RemoteImageWriter(Addon):
         name = acquisition.name
 
         async def write(producer: AsyncIterator[Any]) -> int:
-            writer = await self._start_writer(name)
-            metadata: list[dict[str, Any]] = []
-
-            async def drain() -> None:
-                async for token in producer:
-                    metadata.append(dict(getattr(token, "metadata", None) or {}))
-
-            async def store() -> None:
-                # As soon as the metadata are complete: once the producer has ended (while
-                # the walker writes the last frames), or once the walker has written as
-                # many frames as were taken (while the producer cleans up: closes the
-                # shutter, restores the camera). Later tokens fail the count check below.
-                await asyncio.wait({draining, writing}, return_when=asyncio.FIRST_COMPLETED)
-                if not draining.done() and (writing.cancelled() or writing.exception()
-                                            or writing.result() != len(metadata)):
-                    await draining
-                async with self.walker:
-                    await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
-
-            writing = asyncio.ensure_future(writer)
-            draining = asyncio.ensure_future(drain())
-            storing = asyncio.ensure_future(store())
-            tasks = (writing, draining, storing)
             try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                if writing in done and writing.exception() is not None:
-                    error = writing.exception()
-                    raise StorageError(f"walker {self._walker_name()}: {type(error).__name__}: "
-                                       f"{error}") from error
-                for task in done:
-                    task.result()
-                written = await writing
-            except BaseException:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
-            self.written[name] = written
-            self.metadata[name] = metadata
-            if written != len(metadata):
-                raise AddonError(f"{name}: {len(metadata)} frames taken, {written} written")
-            return written
+                return await self._write(name, producer)
+            finally:
+                self._started_from = None
 
         return write
+
+    async def _write(self, name: str, producer: AsyncIterator[Any]) -> int:
+        """Write the frames of acquisition ``name`` (the consumer of its ``producer``);
+        return how many were written."""
+        writer = await self._start_writer(name)
+        metadata: list[dict[str, Any]] = []
+
+        async def drain() -> None:
+            async for token in producer:
+                metadata.append(dict(getattr(token, "metadata", None) or {}))
+
+        async def store() -> None:
+            # As soon as the metadata are complete: once the producer has ended (while
+            # the walker writes the last frames), or once the walker has written as
+            # many frames as were taken (while the producer cleans up: closes the
+            # shutter, restores the camera). Later tokens fail the count check below.
+            await asyncio.wait({draining, writing}, return_when=asyncio.FIRST_COMPLETED)
+            if not draining.done() and (writing.cancelled() or writing.exception()
+                                        or writing.result() != len(metadata)):
+                await draining
+            async with self.walker:
+                await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
+
+        writing = asyncio.ensure_future(writer)
+        draining = asyncio.ensure_future(drain())
+        storing = asyncio.ensure_future(store())
+        tasks = (writing, draining, storing)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            if writing in done and writing.exception() is not None:
+                error = writing.exception()
+                raise StorageError(f"walker {self._walker_name()}: {type(error).__name__}: "
+                                   f"{error}") from error
+            for task in done:
+                task.result()
+            written = await writing
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        self.written[name] = written
+        self.metadata[name] = metadata
+        if written != len(metadata):
+            raise AddonError(f"{name}: {len(metadata)} frames taken, {written} written")
+        return written
 
 
 class Accumulator(Addon):

@@ -404,10 +404,14 @@ class Experiment(Parameterizable):
         began = asyncio.get_running_loop().time()
 
         async def enter() -> None:
-            nonlocal descended, closer
+            nonlocal descended, closer, storing
             if self._separate_scans:
                 await walker.descend(self._current_name)
                 descended = True
+            # The snapshot is from the run's start; it is stored in the run's entry while
+            # the logger is registered and the run goes on.
+            storing = asyncio.ensure_future(
+                self._write_metadata("experiment_start.json", reading))
             level = getattr(logging, self._log_level.upper())
             closer = await walker.register_logger(self.log.name, level, "experiment.log")
 
@@ -422,12 +426,12 @@ class Experiment(Parameterizable):
                 try:
                     await enter()
                 except BaseException:
-                    reading.cancel()
-                    await asyncio.gather(reading, return_exceptions=True)
+                    unfinished = [task for task in (reading, storing) if task is not None]
+                    for task in unfinished:
+                        task.cancel()
+                    await asyncio.gather(*unfinished, return_exceptions=True)
+                    storing = None
                     raise
-                # Stored while the run goes on (the snapshot is from its start).
-                storing = asyncio.ensure_future(
-                    self._write_metadata("experiment_start.json", reading))
             self.log.info("run %s started", self._current_name or self._iteration)
             try:
                 await self.prepare()

@@ -115,7 +115,16 @@ _CAUSE_WAIT = 1.0
 
 
 async def _until_recording(camera: Camera, sending: asyncio.Future, timeout: float = 5.0) -> None:
-    """Wait until ``grab_send`` has the camera recording (raise its error if it failed)."""
+    """Wait until ``grab_send`` has the camera recording (raise its error if it failed).
+
+    A remote camera's send tells the state the camera answered it in (``started``): that
+    is awaited instead of polling the state."""
+    started = getattr(sending, "started", None)
+    if started is not None:
+        await asyncio.wait({started, sending}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if started.done() and started.result() == "recording":
+            return
     deadline = asyncio.get_running_loop().time() + timeout
     while await camera.get_state() != "recording":
         if sending.done():
@@ -246,28 +255,32 @@ class ImagingExperiment(Experiment):
                             trigger_input: Awaitable[str] | None = None) -> float:
         """Stop a recording in progress and set the camera's ``trigger_source`` (and its
         ``trigger_input`` to what ``trigger_input`` returns); with a direct writer bind its
-        data endpoint. The reads go out together (one round trip to a remote camera). The
-        old values of what is set are put in ``saved`` before it is set, for
-        :meth:`_restore_camera`. Returns the exposure time (s)."""
+        data endpoint. The camera's settings and state are read together (one round trip
+        to a remote camera). The old values of what is set are put in ``saved`` before it
+        is set, for :meth:`_restore_camera`. Returns the exposure time (s)."""
         camera = self._camera
-        reads = [camera.get_state(), camera.get_exposure_time(), camera.get_trigger_source()]
+        names = ["state", "exposure_time", "trigger_source"]
+        reads = [camera.read_values(
+            names if trigger_input is None else [*names, "trigger_input"])]
         if trigger_input is not None:
-            reads += [trigger_input, camera.get_trigger_input()]
+            reads.append(trigger_input)
         if self.direct_writer is not None:
             reads.append(self.direct_writer.data_endpoint())
-        state, exposure, old_source, *rest = await run_together(reads)
+        values, *rest = await run_together(reads)
+        for value in values.values():
+            if isinstance(value, Exception):
+                raise value
+        state, exposure, old_source = (values[name] for name in names)
         if state == "recording":
             await camera.stop_recording()
-        writes = []
-        if trigger_input is not None:
-            wanted_input, old_input = rest[:2]
-            if old_input != wanted_input:
-                saved["trigger_input"] = old_input
-                writes.append(camera.set_trigger_input(wanted_input))
+        writes: dict[str, Any] = {}
+        if trigger_input is not None and values["trigger_input"] != rest[0]:
+            writes["trigger_input"] = rest[0]
         if old_source != source:
-            saved["trigger_source"] = old_source
-            writes.append(camera.set_trigger_source(source))
-        await run_together(writes)
+            writes["trigger_source"] = source
+        if writes:
+            saved.update((name, values[name]) for name in writes)
+            await camera.write_values(writes)  # one round trip to a remote camera
         return _seconds(exposure)
 
     @contextlib.asynccontextmanager
@@ -287,8 +300,8 @@ class ImagingExperiment(Experiment):
         """Set the camera's settings in ``saved`` back; after a failure (``failed``) a
         refusal is logged, not raised, so that the original error is the one seen."""
         if not failed:  # the writes go out together
-            await run_together(getattr(self._camera, f"set_{name}")(value)
-                               for name, value in saved.items())
+            if saved:
+                await self._camera.write_values(saved)
             return
         for name, value in saved.items():  # in turn: this may run while being cancelled
             try:

@@ -288,6 +288,18 @@ async def test_sleep_stop_ends_a_short_wait_and_long_ones_use_a_timer():
     assert time.monotonic() - began >= 0.003
 
 
+@pytest.mark.skipif(not timerfd.available(), reason="no timerfd on this platform")
+async def test_precise_sleep_ends_a_long_wait_on_time():
+    overshoots = []
+    for _ in range(30):
+        began = time.monotonic()
+        await sleep(0.0015, precise=True)
+        overshoots.append(time.monotonic() - began - 0.0015)
+    assert min(overshoots) >= 0  # never early
+    # A loop timer alone overshoots by up to a millisecond (half of one, typically).
+    assert sorted(overshoots)[15] < 0.0003
+
+
 async def test_wait_until_returns_once_true_sync_and_async():
     calls = []
 

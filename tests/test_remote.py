@@ -13,12 +13,21 @@ import json
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
+from concert_core.dataplane import ImageReceiver
+from concert_core.devices.cameras.dummy import Camera
 from concert_core.devices.motors import dummy
-from concert_core.errors import HardLimitError, ParameterError, SoftLimitError, UnitError
+from concert_core.errors import (
+    HardLimitError,
+    LockError,
+    ParameterError,
+    SoftLimitError,
+    UnitError,
+)
 from concert_core.quantities import q
 from concert_core.remote import TangoDevice
 
@@ -200,6 +209,97 @@ async def test_read_values_in_one_call(make_motor) -> None:
     mixed = await motor.read_values(["position", "no_such_parameter"])
     assert isinstance(mixed["no_such_parameter"], ParameterError)
     assert mixed["position"].to(q.mm).magnitude == pytest.approx(3.0)
+
+
+@pytest.fixture(params=["local", "remote"])
+async def camera(request, servers):
+    """A local dummy camera, or the remote one (its settings put back afterwards)."""
+    if request.param == "local":
+        yield await Camera()
+        return
+    device = await TangoDevice(CAMERA)
+    saved = await device.read_values(["exposure_time", "frame_rate", "trigger_source"])
+    try:
+        yield device
+    finally:
+        for value in device:
+            value.unlock()
+        await device.write_values(saved)
+        await device.disconnect()
+
+
+def counted(proxy, method: str) -> list:
+    """The names each later ``method`` call of ``proxy`` (a real DeviceProxy) asks for."""
+    calls: list = []
+    original = getattr(proxy, method)
+
+    def counting(names, *args):
+        calls.append([name if isinstance(name, str) else name[0] for name in names])
+        return original(names, *args)
+
+    with warnings.catch_warnings():  # PyTango warns that the interface is open now
+        warnings.simplefilter("ignore")
+        proxy.unfreeze_dynamic_interface()
+    setattr(proxy, method, counting)
+    return calls
+
+
+async def test_write_values_in_order_and_refusals_write_nothing(camera) -> None:
+    await camera.write_values({"exposure_time": 3 * q.ms, "trigger_source": "EXTERNAL"})
+    assert (await camera.get_exposure_time()).to(q.ms).magnitude == pytest.approx(3)
+    assert await camera.get_trigger_source() == "EXTERNAL"
+    # Refused before anything is written: a unit, a lock, a limit of the first value.
+    with pytest.raises(UnitError):
+        await camera.write_values({"exposure_time": 5 * q.ms, "frame_rate": 2 * q.mm})
+    camera["trigger_source"].lock()
+    with pytest.raises(LockError):
+        await camera.write_values({"exposure_time": 6 * q.ms, "trigger_source": "AUTO"})
+    camera["trigger_source"].unlock()
+    with pytest.raises(SoftLimitError):
+        await camera.write_values({"exposure_time": -1 * q.ms, "trigger_source": "AUTO"})
+    assert (await camera.get_exposure_time()).to(q.ms).magnitude == pytest.approx(3)
+    assert await camera.get_trigger_source() == "EXTERNAL"
+    await camera.write_values({"trigger_source": "SOFTWARE"})
+    assert await camera.get_trigger_source() == "SOFTWARE"
+
+
+async def test_remote_reads_and_writes_go_in_one_round_trip(servers) -> None:
+    camera = await TangoDevice(CAMERA)
+    try:
+        source = await camera.get_trigger_source()
+        reads = counted(camera.proxy, "read_attributes")
+        writes = counted(camera.proxy, "write_read_attributes")
+        values = await camera.read_values(["state", "exposure_time", "trigger_source"])
+        assert reads == [["exposure_time", "trigger_source", "Status"]]
+        assert values["state"] == "standby" and values["trigger_source"] == source
+        await camera.write_values({"trigger_source": "EXTERNAL", "frame_rate": 50 / q.s})
+        assert writes == [["trigger_source", "frame_rate"]]
+        assert await camera.get_trigger_source() == "EXTERNAL"
+        assert (await camera.get_frame_rate()).magnitude == pytest.approx(50)
+        await camera.write_values({"trigger_source": source})
+    finally:
+        await camera.disconnect()
+
+
+async def test_remote_long_methods_start_at_once_and_tell_their_start(servers) -> None:
+    # As a local @background method, a long one returns its running task; its
+    # ``started`` future gives the state the device answered in.
+    camera = await TangoDevice(CAMERA)
+    try:
+        await camera.set_data_endpoint("tcp://127.0.0.1:0")
+        async with ImageReceiver(await camera.get_data_endpoint(), timeout=10) as receiver:
+            sending = camera.grab_send(3)
+            assert isinstance(sending, asyncio.Task)
+            assert await sending.started == "recording"
+            frames = [frame async for frame in receiver.frames()]
+            await sending
+        assert len(frames) == 3
+        assert await camera.get_state() == "standby"
+        with pytest.raises(ValueError):  # refused: the task carries the error
+            await camera.grab_send(-1)
+    finally:
+        await camera.set_data_endpoint("")
+        await camera.disconnect()
 
 
 async def test_remote_camera(servers) -> None:

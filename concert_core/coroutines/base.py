@@ -238,18 +238,26 @@ TIMER_RESOLUTION = 1e-3
 TIMERFD_MARGIN = 100e-6
 
 
-async def sleep(seconds: float, stop: Callable[[], bool] | None = None) -> None:
+async def sleep(seconds: float, stop: Callable[[], bool] | None = None,
+                precise: bool = False) -> None:
     """``asyncio.sleep`` that keeps sub-millisecond times.
 
     A time below :data:`TIMER_RESOLUTION` is waited on a timerfd where there is one (see
     :mod:`.timerfd`) up to :data:`TIMERFD_MARGIN` before its end, and for the rest (all of
     it elsewhere) by yielding to the loop until the monotonic clock has passed it; other
     tasks run meanwhile. ``stop()`` returning true ends that last part early. Longer times
-    go to a timer as usual.
+    go to a loop timer, which may overshoot by up to a millisecond; ``precise`` waits
+    their last millisecond as a short time instead (a simulated motion's duration).
     """
     if seconds >= TIMER_RESOLUTION:
-        await asyncio.sleep(seconds)
-        return
+        if not precise:
+            await asyncio.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (seconds := deadline - time.monotonic()) >= TIMER_RESOLUTION:
+            await asyncio.sleep(seconds - TIMER_RESOLUTION)
+        if seconds <= 0:
+            return
     deadline = time.monotonic() + seconds
     if stop is not None and stop():
         return

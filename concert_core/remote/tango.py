@@ -6,6 +6,9 @@ and write the attributes (units from the attribute configuration, soft limits fr
 ``min_value``/``max_value``), public methods call the commands, and long operations
 (writes of moving parameters, ``move``, ``home``, ...) return when the device has left
 MOVING/RUNNING, raising ``HardLimitError``/``StateError`` if it ended in ALARM/FAULT.
+Long methods start at once and return their task, as local ``@background`` methods do;
+the task's ``started`` future tells the concert state the device answered in (a camera's
+``grab_send``: ``recording``), so that a caller need not poll for it.
 Refusals come back as the concert error whose class name the server gave as reason.
 """
 
@@ -17,7 +20,7 @@ import inspect
 import logging
 import pkgutil
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -91,11 +94,13 @@ class RemoteDevice(Device):
 
     async def wait_idle(self, timeout: float | None = None,
                         targets: frozenset[str] | None = None,
-                        known: tuple[tango.DevState, str] | None = None) -> None:
+                        known: tuple[tango.DevState, str] | None = None,
+                        first: asyncio.Future | None = None) -> None:
         """Wait until the device leaves MOVING/RUNNING (or reaches one of the concert states
         ``targets``, e.g. ``recording`` after ``start_recording``); raise if it ended in
         ALARM/FAULT. ``known`` is a (State, Status) just read by the caller, who cleared
-        the state-change flag before reading it."""
+        the state-change flag before reading it. ``first`` gets the concert state of the
+        first (State, Status) seen."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         self._waiters += 1
@@ -106,6 +111,8 @@ class RemoteDevice(Device):
                     state, status = await self._remote_state()
                 else:
                     (state, status), known = known, None
+                if first is not None and not first.done():
+                    first.set_result(concert_state_of(status))
                 if state not in BUSY or (targets and concert_state_of(status) in targets):
                     break
                 wait = 0.5 if deadline is None else min(0.5, deadline - loop.time())
@@ -123,56 +130,80 @@ class RemoteDevice(Device):
             raise errors.StateError("error", status)
 
     async def _run_long(self, start: Callable[[], Any], targets: frozenset[str] | None = None,
-                        state_of: Callable[[Any], tuple[tango.DevState, str]] | None = None
-                        ) -> Any:
+                        state_of: Callable[[Any], tuple[tango.DevState, str]] | None = None,
+                        started: asyncio.Future | None = None) -> Any:
         """Issue the call ``start()`` that starts an operation and wait for its end (Stop
         if cancelled). ``state_of(result)`` gives the (State, Status) the call itself read
         back, if it did. The State events of the operation are awaited from before the
-        call, so none is lost."""
+        call, so none is lost. ``started`` gets the concert state read first after the
+        device answered the call (the operation has begun then, or ended)."""
         self._waiters += 1
         try:
             self._state_changed.clear()
             result = await call(start)
-            await self._until_idle(targets, state_of(result) if state_of else None)
+            await self._until_idle(targets, state_of(result) if state_of else None, started)
         finally:
             self._waiters -= 1
         return result
 
-    async def _write_long(self, name: str, value: Any) -> None:
-        """Write attribute ``name`` and wait for the operation it started: one round trip
-        writes and reads State and Status back (Tango's write_read_attributes)."""
+    async def _write_long(self, items: list[tuple[str, Any]]) -> None:
+        """Write the attributes of ``items`` (name, Tango value), in order, and wait for the
+        operations they started: one round trip writes and reads State and Status back
+        (Tango's write_read_attributes)."""
         await self._run_long(
-            lambda: self.proxy.write_read_attributes([(name, value)], ["State", "Status"]),
+            lambda: self.proxy.write_read_attributes(items, ["State", "Status"]),
             state_of=lambda replies: (replies[0].value, replies[1].value))
 
     async def _until_idle(self, targets: frozenset[str] | None,
-                          known: tuple[tango.DevState, str] | None = None) -> None:
+                          known: tuple[tango.DevState, str] | None = None,
+                          started: asyncio.Future | None = None) -> None:
         try:
-            await self.wait_idle(targets=targets, known=known)
+            await self.wait_idle(targets=targets, known=known, first=started)
         except asyncio.CancelledError:
             await asyncio.shield(call(self.proxy.command_inout, "Stop"))
             raise
 
     async def read_values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """Read the parameters ``names`` (default: every readable one): those published as
-        attributes in one ``read_attributes`` round trip, the others one by one."""
+        attributes, and ``state`` (from Status), in one ``read_attributes`` round trip, the
+        others one by one."""
         wanted = sorted(self._readable_names() if names is None else names)
         parameters = self._concert_parameters()
         attributes = {name: parameters[name] for name in wanted
                       if getattr(parameters.get(name), "tango_attribute", None)}
+        with_state = "state" in wanted and isinstance(parameters.get("state"), State)
         values: dict[str, Any] = {}
-        if attributes:
+        if attributes or with_state:
+            read = [parameter.tango_attribute for parameter in attributes.values()]
             try:
                 replies = await call(self.proxy.read_attributes,
-                                     [parameter.tango_attribute
-                                      for parameter in attributes.values()])
+                                     [*read, "Status"] if with_state else read)
             except Exception as error:
-                replies = [error] * len(attributes)
-            for (name, parameter), reply in zip(attributes.items(), replies, strict=True):
+                replies = [error] * (len(read) + with_state)
+            for (name, parameter), reply in zip(attributes.items(), replies, strict=False):
                 values[name] = _decoded(reply, parameter)
-        rest = [name for name in wanted if name not in attributes]
+            if with_state:
+                values["state"] = _decoded_state(replies[-1])
+        rest = [name for name in wanted if name not in values]
         values.update(await super().read_values(rest) if rest else {})
         return {name: values[name] for name in wanted}
+
+    async def write_values(self, values: Mapping[str, Any]) -> None:
+        """Write several parameters in one ``write_read_attributes`` round trip (in the
+        order given), after checking each here as :meth:`ParameterValue.set` does; the
+        server checks the limits and stops at the first value it refuses."""
+        parameters = self._concert_parameters()
+        if not all(hasattr(parameters.get(name), "tango_encode") for name in values):
+            await super().write_values(values)  # some are not attributes
+            return
+        items = []
+        for name, value in values.items():
+            checked = await self[name].validate(value)
+            items.append((parameters[name].tango_attribute, parameters[name].tango_encode(checked)))
+        await self._write_long(items)
+        for name, value in values.items():
+            if self[name].has_observers:
+                await self[name]._announce_after_set(value)
 
     async def _emergency_stop(self) -> None:
         await call(self.proxy.command_inout, "EmergencyStop")
@@ -215,6 +246,15 @@ def _decoded(reply: Any, parameter: Parameter) -> Any:
         return error
 
 
+def _decoded_state(reply: Any) -> Any:
+    """The concert state a Status reply of ``read_attributes`` names (or its error)."""
+    if isinstance(reply, Exception):
+        return reply
+    if reply.has_failed:
+        return concert_error(tango.DevFailed(*reply.get_err_stack()))
+    return concert_state_of(reply.value)
+
+
 def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | None) -> Parameter:
     """A Parameter reading/writing attribute ``name`` of the proxy."""
     writable = config.writable != tango.AttrWriteType.READ
@@ -229,7 +269,7 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
 
     async def fset(device: RemoteDevice, value: Any) -> None:
         try:
-            await device._write_long(name, encode(value))
+            await device._write_long([(name, encode(value))])
         except errors.SoftLimitError as error:  # Tango's text does not name the value
             shown = f"{value:~}" if isinstance(value, pint.Quantity) else repr(value)
             raise errors.SoftLimitError(
@@ -252,7 +292,8 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
             return [str(choice) for choice in choices].index(str(value))
 
         return _reads_attribute(Selection(choices, fget=fget, fset=fset if writable else None,
-                                          help=config.description), name, decode)
+                                          help=config.description), name, decode,
+                                encode if writable else None)
 
     if unit is not None:
         def decode(value: Any) -> Any:  # the constructor: 4 us, where value * unit takes 15
@@ -280,7 +321,7 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
             fget_target=fget_target if writable else None,
             user_lower_getter=user_lower, user_upper_getter=user_upper,
             user_lower_setter=set_user_lower, user_upper_setter=set_user_upper,
-            help=config.description), name, decode)
+            help=config.description), name, decode, encode if writable else None)
 
     def decode(value: Any) -> Any:
         return value
@@ -289,14 +330,20 @@ def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | N
         return value
 
     return _reads_attribute(Parameter(fget=fget, fset=fset if writable else None,
-                                      help=config.description), name, decode)
+                                      help=config.description), name, decode,
+                            encode if writable else None)
 
 
-def _reads_attribute(parameter: Parameter, attribute: str, decode: Any) -> Parameter:
+def _reads_attribute(parameter: Parameter, attribute: str, decode: Any,
+                     encode: Any = None) -> Parameter:
     """Mark ``parameter`` as reading ``attribute`` (``decode`` turns its value into the
-    parameter's), so that :meth:`RemoteDevice.read_values` can read many in one call."""
+    parameter's, ``encode`` a value to write into the attribute's), so that
+    :meth:`RemoteDevice.read_values` and :meth:`RemoteDevice.write_values` can read and
+    write many in one call."""
     parameter.tango_attribute = attribute  # type: ignore[attr-defined]
     parameter.tango_decode = decode  # type: ignore[attr-defined]
+    if encode is not None:
+        parameter.tango_encode = encode  # type: ignore[attr-defined]
     return parameter
 
 
@@ -329,7 +376,8 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
         and ANY not in checked.targets else None
     names = [name for name in inspect.signature(method).parameters][1:] if method else []
 
-    async def invoke(device: RemoteDevice, *args: Any, **kwargs: Any) -> Any:
+    async def operate(device: RemoteDevice, args: tuple, kwargs: dict[str, Any],
+                      started: asyncio.Future | None = None) -> Any:
         if method is None:
             values = list(args)
         else:
@@ -352,9 +400,22 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
             return device.proxy.command_inout(command, argin) if argin is not None \
                 else device.proxy.command_inout(command)
 
-        if long:
-            return await device._run_long(start, targets)
+        if started is not None:
+            return await device._run_long(start, targets, started=started)
         return await call(start)
+
+    if long:
+        def invoke(device: RemoteDevice, *args: Any, **kwargs: Any) -> asyncio.Task:
+            # As a local @background method: the call starts the operation and returns
+            # its task. The task's ``started`` future gives the concert state read once
+            # the device has answered the command (the operation has begun, or ended).
+            started = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(operate(device, args, kwargs, started))
+            task.started = started  # type: ignore[attr-defined]
+            return task
+    else:
+        async def invoke(device: RemoteDevice, *args: Any, **kwargs: Any) -> Any:
+            return await operate(device, args, kwargs)
 
     invoke.__name__ = method.__name__ if method is not None else command
     invoke.__doc__ = inspect.getdoc(method) if method is not None else f"Tango command {command}"

@@ -217,8 +217,8 @@ class _SimulatedMotor(SimulatedDevice):
                 if remaining <= 0:
                     reached = True
                     break
-                # Sleep exactly the rest when it is shorter than a tick.
-                await self._pause(min(interval, remaining))
+                # The last tick ends exactly at the motion's end.
+                await self._pause(min(interval, remaining), precise=remaining <= interval)
                 if remaining > interval and not self._stop_requested:
                     notify(self._quantity(motion.at(time.monotonic())))
         finally:
@@ -239,9 +239,9 @@ class _SimulatedMotor(SimulatedDevice):
 
     async def _pause(self, seconds: float, precise: bool = False) -> None:
         """Sleep ``seconds``; :meth:`_request_stop` ends the sleep early. A loop timer
-        overshoots by up to a millisecond: ``precise`` (a scan's dwell) waits its last
-        millisecond with :func:`~concert_core.coroutines.sleep` (a timerfd, then a few
-        microseconds of yielding) instead."""
+        overshoots by up to a millisecond: ``precise`` (a scan's dwell, a motion's last
+        tick) waits its last millisecond with :func:`~concert_core.coroutines.sleep` (a
+        timerfd, then a few microseconds of yielding) instead."""
         deadline = time.monotonic() + seconds
         timed = seconds - TIMER_RESOLUTION if precise else seconds
         if timed >= TIMER_RESOLUTION:

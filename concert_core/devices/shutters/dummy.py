@@ -6,6 +6,7 @@ import asyncio
 
 import pint
 
+from concert_core.coroutines.base import sleep
 from concert_core.devices.shutters.base import Shutter as BaseShutter
 from concert_core.devices.simulation import SimulatedDevice
 from concert_core.errors import StateError
@@ -43,7 +44,7 @@ class Shutter(SimulatedDevice, BaseShutter):
             if self.take_fault("jam"):
                 await asyncio.sleep(duration / 2)
                 raise StateError("error", "shutter jammed halfway")
-            await asyncio.sleep(duration)
+            await sleep(duration, precise=True)  # a loop timer could add a millisecond
 
     @transition(immediate="moving", target="open")
     async def _open(self) -> None:
