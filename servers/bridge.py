@@ -677,16 +677,19 @@ class ConcertDevice(Device):
 
 def decode_arguments(spec: CommandSpec, argin: Any, owner: type) -> tuple:
     """Turn a command's argin into the method's arguments (units attached)."""
-    if not spec.arguments:
+    if not spec.arguments and spec.rest is None:
         return ()
     raw = list(argin) if spec.packed else [argin]
     required = sum(1 for argument in spec.arguments
                    if argument.default is inspect.Parameter.empty)
-    if not required <= len(raw) <= len(spec.arguments):
+    if len(raw) < required or (spec.rest is None and len(raw) > len(spec.arguments)):
         names = ", ".join(argument.name for argument in spec.arguments)
+        if spec.rest is not None:
+            names += f", {spec.rest.name}..."
         raise ValueError(f"{spec.name} takes [{names}], got {len(raw)} value(s)")
+    extra = max(0, len(raw) - len(spec.arguments))
     values = []
-    for argument, item in zip(spec.arguments, raw, strict=False):
+    for argument, item in zip([*spec.arguments, *[spec.rest] * extra], raw, strict=False):
         kind = argument.kind
         if kind is Kind.QUANTITY:
             values.append(float(item) * argument.unit.unit(owner))
@@ -710,15 +713,20 @@ def _argument_doc(spec: CommandSpec, owner: type) -> str:
             parts.append(f"{argument.name} in {argument.unit.unit(owner):~}")
         else:
             parts.append(f"{argument.name} ({argument.kind.value})")
+    if spec.rest is not None:
+        parts.append(f"{spec.rest.name}... ({spec.rest.kind.value})")
     return ("[" + ", ".join(parts) + "]") if spec.packed else (parts[0] if parts else "")
 
 
 def _argin_type(spec: CommandSpec) -> Any:
-    if not spec.arguments:
+    if not spec.arguments and spec.rest is None:
         return None
     if not spec.packed:
         return COMMAND_TYPES[spec.arguments[0].kind]
-    if all(argument.kind is not Kind.STR for argument in spec.arguments):
+    kinds = {argument.kind for argument in spec.arguments}
+    if spec.rest is not None:
+        kinds.add(spec.rest.kind)
+    if Kind.STR not in kinds:
         return tango.DevVarDoubleArray
     return tango.DevVarStringArray
 

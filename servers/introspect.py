@@ -72,11 +72,13 @@ class CommandSpec:
     result_unit: UnitOf | None
     background: bool
     doc: str
+    #: The method's ``*name`` argument: any number of values of its kind after the others.
+    rest: Argument | None = None
 
     @property
     def packed(self) -> bool:
         """True if several arguments travel as one array (Tango commands take one argin)."""
-        return len(self.arguments) > 1
+        return len(self.arguments) > 1 or self.rest is not None
 
 
 @dataclass(frozen=True)
@@ -196,10 +198,15 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
         return None
     signature = inspect.signature(member)
     arguments = []
+    rest = None
     for parameter in list(signature.parameters.values())[1:]:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        if parameter.kind is parameter.VAR_KEYWORD:
             continue
         kind, unit = _kind_of(hints.get(parameter.name, float))
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            if kind in (Kind.BOOL, Kind.INT, Kind.FLOAT, Kind.STR):
+                rest = Argument(parameter.name, kind)
+            continue
         if kind in (Kind.JSON, Kind.VOID) or (kind is Kind.QUANTITY and unit is None):
             if parameter.default is not parameter.empty:
                 continue  # optional and not expressible in Tango: callers get the default
@@ -207,7 +214,7 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
                      cls.__name__, name, parameter.name)
             return None
         arguments.append(Argument(parameter.name, kind, unit, parameter.default))
-    if len(arguments) > 1 and not all(
+    if (len(arguments) > 1 or rest is not None) and not all(
         argument.kind in (Kind.BOOL, Kind.INT, Kind.FLOAT, Kind.QUANTITY, Kind.STR)
         for argument in arguments
     ):
@@ -228,6 +235,7 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
         result_unit=result_unit,
         background=bool(getattr(member, "__concert_background__", False)),
         doc=doc.splitlines()[0] if doc else "",
+        rest=rest,
     )
 
 

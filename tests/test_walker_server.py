@@ -26,7 +26,10 @@ from concert_core.quantities import q
 from concert_core.remote import TangoDevice
 from experiments import RemoteImageWriter
 from experiments.synchrotron import Radiography
+from servers.bridge import _argin_type, decode_arguments
+from servers.introspect import Kind, commands_of
 from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
+from walkers.device import WalkerDevice
 from walkers.remote import RemoteDirectoryWalker
 
 WALKER = "test/walker/1"
@@ -446,3 +449,44 @@ def test_camera_grab_send_and_stream_send_locally() -> None:
         await camera.set_data_endpoint("")
 
     asyncio.run(run())
+
+
+@pytest.mark.tango
+def test_log_takes_several_records_and_refuses_malformed_ones(walker) -> None:
+    here = Path(walker.read_attribute("current").value)
+    handler_id = walker.RegisterLogger(["batch", "20", "batch.log"])
+    walker.Log([handler_id, "20", "first", "10", "below the level", "30", "third"])
+    # Malformed: an odd tail, a level that is no number. Neither writes anything.
+    refused("ValueError", walker.Log, [handler_id, "20", "lone", "30"])
+    refused("ValueError", walker.Log, [handler_id, "20", "bad", "loud", "text"])
+    walker.DeregisterLogger(handler_id)
+    lines = (here / "batch.log").read_text().splitlines()
+    assert [line.split()[-1] for line in lines] == ["first", "third"]
+
+    async def burst() -> None:  # a client's records queued meanwhile go out together
+        remote = await RemoteDirectoryWalker(WALKER)
+        closer = await remote.register_logger("burst", logging.INFO, "burst.log")
+        for index in range(300):
+            logging.getLogger("burst").info("record %03d", index)
+        await closer()
+        await remote.disconnect()
+
+    asyncio.run(burst())
+    text = (here / "burst.log").read_text().splitlines()
+    assert [line.split()[-1] for line in text] == [f"{index:03d}" for index in range(300)]
+
+
+def test_a_star_argument_is_published_as_the_tail_of_a_packed_command():
+    spec = {spec.name: spec for spec in commands_of(WalkerDevice)}["Log"]
+    assert spec.packed and _argin_type(spec) is tango.DevVarStringArray
+    assert [argument.kind for argument in spec.arguments] == [Kind.STR, Kind.INT, Kind.STR]
+    assert (spec.rest.name, spec.rest.kind) == ("more", Kind.STR)
+    assert decode_arguments(spec, ["1:x.log", "20", "a"], WalkerDevice) == ("1:x.log", 20, "a")
+    assert decode_arguments(spec, ["1:x.log", "20", "a", "30", "b"], WalkerDevice) == (
+        "1:x.log", 20, "a", "30", "b")
+    with pytest.raises(ValueError, match=r"handler_id, level, message, more\.\.\."):
+        decode_arguments(spec, ["1:x.log", "20"], WalkerDevice)
+    # Without one, extra values are still refused.
+    register = {spec.name: spec for spec in commands_of(WalkerDevice)}["RegisterLogger"]
+    with pytest.raises(ValueError, match="takes"):
+        decode_arguments(register, ["x", "20", "x.log", "extra"], WalkerDevice)

@@ -360,14 +360,29 @@ class WalkerDevice(Device):
         self._loggers[handler_id] = handler
         return handler_id
 
-    async def log(self, handler_id: str, level: int, message: str) -> None:
-        """Write ``message`` at ``level`` to the log file ``handler_id`` names."""
+    async def log(self, handler_id: str, level: int, message: str, *more: str) -> None:
+        """Write ``message`` at ``level`` to the log file ``handler_id`` names; ``more``
+        are further records as pairs of level and message (a client's queued records
+        in one call)."""
         handler = self._handler(handler_id)
-        if int(level) < handler.level:
-            return
-        record = logging.LogRecord(handler.get_name() or "remote", int(level), "", 0,
-                                   message, None, None)
-        await asyncio.to_thread(handler.handle, record)
+        if len(more) % 2:
+            raise ValueError(f"Log: {len(more)} values after the first record; records "
+                             "come as pairs of level and message")
+        try:
+            levels = [int(level)] + [int(value) for value in more[::2]]
+        except ValueError:
+            raise ValueError(f"Log: levels must be integers, got {more[::2]!r}") from None
+        name = handler.get_name() or "remote"
+        records = [logging.LogRecord(name, number, "", 0, text, None, None)
+                   for number, text in zip(levels, [message, *more[1::2]], strict=True)
+                   if number >= handler.level]
+
+        def write() -> None:
+            for record in records:
+                handler.handle(record)
+
+        if records:
+            await asyncio.to_thread(write)
 
     async def deregister_logger(self, handler_id: str) -> None:
         """Close the log file ``handler_id`` names."""

@@ -316,8 +316,9 @@ class RemoteDirectoryWalker(Walker):
 
 class _RemoteHandler(logging.Handler):
     """Forwards records to the device's ``Log`` command from a thread of its own (a
-    record is never sent from the thread that logs it, so logging never blocks). It uses
-    the walker's proxy: a new one per run would cost a database lookup and a connection."""
+    record is never sent from the thread that logs it, so logging never blocks); the
+    records queued meanwhile go in the same call. It uses the walker's proxy: a new one
+    per run would cost a database lookup and a connection."""
 
     def __init__(self, device: tango.DeviceProxy, handler_id: str, level: int) -> None:
         super().__init__(level)
@@ -335,13 +336,33 @@ class _RemoteHandler(logging.Handler):
 
     def _run(self) -> None:
         with tango.EnsureOmniThread():
-            while (item := self._queue.get()) is not None:
-                try:
-                    self.device.command_inout("Log", [self.handler_id, str(item[0]), item[1]])
-                except tango.DevFailed as failure:
-                    LOG.debug("remote log record lost: %s", failure.args[0].desc)
+            closing = False
+            while not closing:
+                records, closing = self._drain()
+                if records:
+                    self._send(records)
             with contextlib.suppress(tango.DevFailed):
                 self.device.command_inout("DeregisterLogger", self.handler_id)
+
+    def _drain(self) -> tuple[list[tuple[int, str]], bool]:
+        """The records queued (after waiting for the first) and whether closing follows."""
+        items = [self._queue.get()]
+        while items[-1] is not None:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items, False  # type: ignore[return-value]
+        return items[:-1], True  # type: ignore[return-value]
+
+    def _send(self, records: list[tuple[int, str]]) -> None:
+        argin = [self.handler_id]
+        for level, message in records:
+            argin += [str(level), message]
+        try:
+            self.device.command_inout("Log", argin)
+        except tango.DevFailed as failure:
+            LOG.warning("%d remote log record(s) lost: %s", len(records),
+                        failure.args[0].desc)
 
     def close(self) -> None:
         """Send what is queued, close the remote log file and stop the thread."""
