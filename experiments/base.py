@@ -460,10 +460,11 @@ class Experiment(Parameterizable):
                     "experiment_finish.json", state=state.last_value, message=state.message,
                     duration=asyncio.get_running_loop().time() - began,
                 )
-                if closer is not None:
-                    await closer.close()
+                # The log file is closed by its id: the walker may leave the entry meanwhile.
+                ending = [closer.close()] if closer is not None else []
                 if descended:
-                    await walker.ascend()
+                    ending.append(walker.ascend())
+                await run_together(ending)
             self._iteration += 1
             self.ready_to_prepare_next_sample.set()
 

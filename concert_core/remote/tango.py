@@ -129,30 +129,37 @@ class RemoteDevice(Device):
         if state == tango.DevState.FAULT:
             raise errors.StateError("error", status)
 
-    async def _run_long(self, start: Callable[[], Any], targets: frozenset[str] | None = None,
-                        state_of: Callable[[Any], tuple[tango.DevState, str]] | None = None,
+    async def _run_long(self, start: Callable[[], tuple[Any, tuple[tango.DevState, str]]],
+                        targets: frozenset[str] | None = None,
                         started: asyncio.Future | None = None) -> Any:
-        """Issue the call ``start()`` that starts an operation and wait for its end (Stop
-        if cancelled). ``state_of(result)`` gives the (State, Status) the call itself read
-        back, if it did. The State events of the operation are awaited from before the
-        call, so none is lost. ``started`` gets the concert state read first after the
-        device answered the call (the operation has begun then, or ended)."""
+        """Issue the blocking call ``start()`` that starts an operation and reads (State,
+        Status) back, returning both, and wait for the operation's end (Stop if
+        cancelled); return the call's result. The State events of the operation are
+        awaited from before the call, so none is lost. ``started`` gets the concert state
+        read back (the operation has begun then, or ended)."""
         self._waiters += 1
         try:
             self._state_changed.clear()
-            result = await call(start)
-            await self._until_idle(targets, state_of(result) if state_of else None, started)
+            result, known = await call(start)
+            await self._until_idle(targets, known, started)
         finally:
             self._waiters -= 1
         return result
+
+    def _with_state(self, result: Any) -> tuple[Any, tuple[tango.DevState, str]]:
+        """``result`` and the (State, Status) read now (blocking: a call thread's part)."""
+        state, status = self.proxy.read_attributes(["State", "Status"])
+        return result, (state.value, status.value)
 
     async def _write_long(self, items: list[tuple[str, Any]]) -> None:
         """Write the attributes of ``items`` (name, Tango value), in order, and wait for the
         operations they started: one round trip writes and reads State and Status back
         (Tango's write_read_attributes)."""
-        await self._run_long(
-            lambda: self.proxy.write_read_attributes(items, ["State", "Status"]),
-            state_of=lambda replies: (replies[0].value, replies[1].value))
+        def start() -> tuple[None, tuple[tango.DevState, str]]:
+            state, status = self.proxy.write_read_attributes(items, ["State", "Status"])
+            return None, (state.value, status.value)
+
+        await self._run_long(start)
 
     async def _until_idle(self, targets: frozenset[str] | None,
                           known: tuple[tango.DevState, str] | None = None,
@@ -400,8 +407,9 @@ def _remote_method(command: str, method: Any, family: type, long: bool) -> Any:
             return device.proxy.command_inout(command, argin) if argin is not None \
                 else device.proxy.command_inout(command)
 
-        if started is not None:
-            return await device._run_long(start, targets, started=started)
+        if started is not None:  # the State read follows the answer in the same thread
+            return await device._run_long(lambda: device._with_state(start()), targets,
+                                          started)
         return await call(start)
 
     if long:
