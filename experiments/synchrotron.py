@@ -16,9 +16,21 @@ from typing import Any
 
 from concert_core.devices.shutters.base import Shutter
 from concert_core.devices.storagerings.base import StorageRing
+from concert_core.errors import TransitionNotAllowed
 from concert_core.quantities import q
 from experiments import imaging
 from experiments.sources import variant
+
+
+async def _move_shutter(move: Any, get_state: Any, target: str) -> None:
+    """``move()`` the shutter to ``target``; a shutter there already refuses the move
+    (its state machine), which is fine. Asking first would cost a round trip to a remote
+    shutter on every move; the refusal costs one when there is nothing to do."""
+    try:
+        await move()
+    except TransitionNotAllowed:
+        if await get_state() != target:
+            raise
 
 
 class SynchrotronMixin:
@@ -32,13 +44,11 @@ class SynchrotronMixin:
 
     async def start_sample_exposure(self) -> None:
         """Open the shutter (if it is not open)."""
-        if await self._shutter.get_state() != "open":
-            await self._shutter.open()
+        await _move_shutter(self._shutter.open, self._shutter.get_state, "open")
 
     async def stop_sample_exposure(self) -> None:
         """Close the shutter (if it is not closed)."""
-        if await self._shutter.get_state() != "closed":
-            await self._shutter.close()
+        await _move_shutter(self._shutter.close, self._shutter.get_state, "closed")
 
     async def _frame_metadata(self) -> dict[str, Any]:
         if self._storage_ring is None:

@@ -200,20 +200,24 @@ class RemoteDirectoryWalker(Walker):
         """Start WriteSequence at the right place; return the coroutine awaiting its end.
 
         ``dsetname`` is written without reading it first (a read to compare costs as much
-        as the write), and together with the descend into ``name``: the device handles
-        the two in turn, but the session waits for one round trip only. A ``writer_class``
-        to check comes first, so that a refused start has created no directory."""
+        as the write). Without a descend, the write (and the check of a ``writer_class``)
+        and WriteSequence go out from one call thread, back to back. With a descend into
+        ``name``, the write goes together with it: the device handles the two in turn, but
+        the session waits for one round trip only; a ``writer_class`` to check comes
+        first, so that a refused start has created no directory."""
+        dsetname = dsetname or self.dsetname
         async with self._starting:  # dsetname and WriteSequence belong together
-            set_dsetname = self._set_dsetname(dsetname or self.dsetname, writer_class)
+            if name is None:
+                await self._set_dsetname(dsetname, writer_class, then_start=endpoint)
+                return self._wait_written()
+            set_dsetname = self._set_dsetname(dsetname, writer_class)
             if writer_class is not None:
                 await set_dsetname
-                steps = []
+                steps = [self.descend(name)]
             else:
-                steps = [set_dsetname]
-            if name is not None:
-                steps.append(self.descend(name))
+                steps = [set_dsetname, self.descend(name)]
             outcomes = await asyncio.gather(*steps, return_exceptions=True)
-            descended = name is not None and not isinstance(outcomes[-1], BaseException)
+            descended = not isinstance(outcomes[-1], BaseException)
             try:
                 for outcome in outcomes:
                     if isinstance(outcome, BaseException):
@@ -224,17 +228,31 @@ class RemoteDirectoryWalker(Walker):
                     await self.ascend()
         return self._wait_written()
 
-    async def _set_dsetname(self, dsetname: str, writer_class: str | None) -> None:
-        """Write ``dsetname``; with ``writer_class``, check the device's in the same call."""
-        if writer_class is None:
+    async def _set_dsetname(self, dsetname: str, writer_class: str | None,
+                            then_start: str | None = None) -> None:
+        """Write ``dsetname``; with ``writer_class``, check the device's in the same round
+        trip; then, with ``then_start`` (an endpoint), start WriteSequence there (from the
+        same call thread)."""
+        if writer_class is None and then_start is None:
             await self.set_attribute("dsetname", dsetname)
             return
-        reply, = await _call(self.device.write_read_attributes, [("dsetname", dsetname)],
-                             ["writer_class"])
-        actual = (await self._enum_labels("writer_class"))[int(reply.value)]
-        if actual != writer_class:
-            raise WriterClassChanged(actual, f"{self.device.dev_name()} writes {actual}, "
-                                     f"not {writer_class}: nothing was started")
+        labels = await self._enum_labels("writer_class") if writer_class else []
+        device = self.device
+
+        def write_and_start() -> None:
+            if writer_class is None:
+                device.write_attribute("dsetname", dsetname)
+            else:
+                reply, = device.write_read_attributes([("dsetname", dsetname)],
+                                                      ["writer_class"])
+                actual = labels[int(reply.value)]
+                if actual != writer_class:
+                    raise WriterClassChanged(actual, f"{device.dev_name()} writes {actual}, "
+                                             f"not {writer_class}: nothing was started")
+            if then_start is not None:
+                device.command_inout("WriteSequence", then_start)
+
+        await _call(write_and_start)
 
     async def _wait_written(self) -> int:
         try:

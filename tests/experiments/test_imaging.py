@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from concert_core.errors import StateError, TransitionNotAllowed
 from concert_core.quantities import q
 from experiments import Accumulator, ImageWriter, frames, synchrotron, xraytube
 from experiments.imaging import (
@@ -75,6 +76,28 @@ async def test_radiography_synchrotron(devices):
     assert await devices.flat_motor.get_position() == 1 * q.mm
     assert await devices.shutter.get_state() == "closed"
     assert await devices.camera.get_state() == "standby"
+
+
+async def test_sample_exposure_leaves_a_shutter_that_is_there_and_refuses_a_broken_one(
+        devices):
+    experiment = await synchrotron.Radiography(
+        None, devices.flat_motor, 1 * q.mm, 10 * q.mm, devices.camera, devices.shutter,
+        num_flats=1, num_darks=1, num_projections=1)
+    shutter = devices.shutter
+    await experiment.stop_sample_exposure()  # closed already: nothing to do
+    assert await shutter.get_state() == "closed"
+    await experiment.start_sample_exposure()
+    await experiment.start_sample_exposure()  # open already
+    assert await shutter.get_state() == "open"
+    await experiment.stop_sample_exposure()
+    assert await shutter.get_state() == "closed"
+    await shutter.inject_fault("jam")
+    with pytest.raises(StateError):
+        await experiment.start_sample_exposure()
+    assert await shutter.get_state() == "error"
+    with pytest.raises(TransitionNotAllowed):  # neither there nor allowed to move
+        await experiment.stop_sample_exposure()
+    await shutter.reset()
 
 
 async def test_wait_grabbed_counts_again_when_the_send_has_just_ended():
