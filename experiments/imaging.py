@@ -217,6 +217,9 @@ class ImagingExperiment(Experiment):
         #: Set by :class:`~experiments.addons.RemoteImageWriter`: the camera sends its
         #: frames to the writer itself and the producers yield frame tokens.
         self.direct_writer: Any = None
+        # Inside _finishing: the camera's settings go back while the finish hook runs.
+        self._finish_pending = False
+        self._restoring: asyncio.Future | None = None
         await super().__ainit__(acquisitions, walker, separate_scans=separate_scans)
 
     # -- source: implemented by the source-specific variants --------------------------------
@@ -259,6 +262,9 @@ class ImagingExperiment(Experiment):
         to a remote camera). The old values of what is set are put in ``saved`` before it
         is set, for :meth:`_restore_camera`. Returns the exposure time (s)."""
         camera = self._camera
+        restoring, self._restoring = self._restoring, None
+        if restoring is not None:  # an earlier block's settings go back first
+            await restoring
         names = ["state", "exposure_time", "trigger_source"]
         reads = [camera.read_values(
             names if trigger_input is None else [*names, "trigger_input"])]
@@ -287,14 +293,38 @@ class ImagingExperiment(Experiment):
     async def _camera_set_to(self, source: str, trigger_input: Awaitable[str] | None = None
                              ) -> AsyncIterator[float]:
         """:meth:`_setup_camera` for the block it wraps (giving the exposure time in s),
-        then :meth:`_restore_camera`, also when the block fails or its consumer stops."""
+        then :meth:`_restore_camera`, also when the block fails or its consumer stops.
+        Within :meth:`_finishing`, a restore after success goes on while the acquisition's
+        finish hook runs."""
         saved: dict[str, Any] = {}
         try:
             yield await self._setup_camera(source, saved, trigger_input)
         except BaseException:
             await self._restore_camera(saved, failed=True)
             raise
-        await self._restore_camera(saved, failed=False)
+        if self._finish_pending and saved:
+            self._restoring = asyncio.ensure_future(self._restore_camera(saved, failed=False))
+        else:
+            await self._restore_camera(saved, failed=False)
+
+    @contextlib.asynccontextmanager
+    async def _finishing(self, finish: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+        """Wrap the frames of an acquisition; then run its ``finish`` hook (closing a
+        shutter, ...) while the camera's settings go back: the two concern different
+        devices. Both are done when this ends; the first error of the two is raised."""
+        self._finish_pending = True
+        try:
+            yield
+        finally:
+            self._finish_pending = False
+            restoring, self._restoring = self._restoring, None
+            if restoring is None:
+                await finish()
+            else:
+                outcomes = await asyncio.gather(finish(), restoring, return_exceptions=True)
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
 
     async def _restore_camera(self, saved: dict[str, Any], failed: bool) -> None:
         """Set the camera's settings in ``saved`` back; after a failure (``failed``) a
@@ -495,11 +525,9 @@ class ImagingExperiment(Experiment):
 
     async def _take_darks(self) -> AsyncIterator[ImageWithMetadata]:
         await self._prepare_darks()
-        try:
+        async with self._finishing(self._finish_darks):
             async for frame in self._produce_frames(self._num_darks):
                 yield frame
-        finally:
-            await self._finish_darks()
 
 
 class Radiography(ImagingExperiment):
@@ -556,11 +584,9 @@ class Radiography(ImagingExperiment):
 
     async def _take_flats(self) -> AsyncIterator[ImageWithMetadata]:
         await self._prepare_flats()
-        try:
+        async with self._finishing(self._finish_flats):
             async for frame in self._produce_frames(self._num_flats):
                 yield frame
-        finally:
-            await self._finish_flats()
 
     # -- projections -------------------------------------------------------------------------
     async def _prepare_radios(self) -> None:
@@ -576,11 +602,9 @@ class Radiography(ImagingExperiment):
 
     async def _take_radios(self) -> AsyncIterator[ImageWithMetadata]:
         await self._prepare_radios()
-        try:
+        async with self._finishing(self._finish_radios):
             async for frame in self._projections():
                 yield frame
-        finally:
-            await self._finish_radios()
 
 
 class Tomography(Radiography):
@@ -953,19 +977,15 @@ class GratingInterferometryStepping(ImagingExperiment):
 
     async def _take_reference(self) -> AsyncIterator[ImageWithMetadata]:
         await self._prepare_flats()
-        try:
+        async with self._finishing(self._finish_flats):
             async for frame in self._stepping():
                 yield frame
-        finally:
-            await self._finish_flats()
 
     async def _take_object(self) -> AsyncIterator[ImageWithMetadata]:
         await self._prepare_radios()
-        try:
+        async with self._finishing(self._finish_radios):
             async for frame in self._stepping():
                 yield frame
-        finally:
-            await self._finish_radios()
 
 
 __all__ = [

@@ -100,6 +100,45 @@ async def test_sample_exposure_leaves_a_shutter_that_is_there_and_refuses_a_brok
     await shutter.reset()
 
 
+async def test_camera_settings_go_back_while_the_finish_hook_runs(devices):
+    experiment = await synchrotron.Radiography(
+        None, devices.flat_motor, 1 * q.mm, 10 * q.mm, devices.camera, devices.shutter,
+        num_flats=1, num_darks=1, num_projections=2)
+    camera, events = devices.camera, []
+    write_values, stop = camera.write_values, experiment.stop_sample_exposure
+
+    async def slow_write(values):
+        events.append(("write", dict(values)))
+        await asyncio.sleep(0.05)
+        await write_values(values)
+        events.append(("written", dict(values)))
+
+    async def close_shutter():
+        events.append(("finish", None))
+        await stop()
+
+    camera.write_values, experiment.stop_sample_exposure = slow_write, close_shutter
+    await experiment.run()
+    assert await camera.get_trigger_source() == "AUTO"
+    # Each acquisition: set up (SOFTWARE), restore (AUTO) during its finish hook.
+    restores = [i for i, event in enumerate(events) if event == ("write", {"trigger_source":
+                                                                          "AUTO"})]
+    assert len(restores) == 3
+    for index in restores[1:]:  # flats, radios (the darks' finish hook does nothing)
+        assert events[index + 1] == ("finish", None)  # before the restore was written
+        assert events[index + 2] == ("written", {"trigger_source": "AUTO"})
+
+    async def failing_write(values):
+        if values == {"trigger_source": "AUTO"}:
+            raise RuntimeError("camera gone")
+        await write_values(values)
+
+    camera.write_values = failing_write
+    with pytest.raises(RuntimeError, match="camera gone"):
+        await experiment.run()
+    assert await devices.shutter.get_state() == "closed"  # the finish hook ran all the same
+
+
 async def test_wait_grabbed_counts_again_when_the_send_has_just_ended():
     # The camera may finish between reading its counter and seeing the send done: the
     # counter is read once more before that is called a short stream.
