@@ -157,7 +157,7 @@ class RemoteImageWriter(Addon):
         self._lock = asyncio.Lock()  # one binding of the camera's data endpoint at a time
         self._endpoint_reads = 0  # data endpoints read so far (see data_endpoint)
         self._endpoint = ""
-        self._started_from: str | None = None  # the endpoint of the writer started last
+        self._started_from: str | None = None  # of the acquisition being written, if any
         self._writer_class: str | None = None  # the walker's, as its last start showed
         super().__init__(experiment.acquisitions)
 

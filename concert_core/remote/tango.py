@@ -188,9 +188,9 @@ class RemoteDevice(Device):
             except Exception as error:
                 replies = [error] * (len(read) + with_state)
             for (name, parameter), reply in zip(attributes.items(), replies, strict=False):
-                values[name] = _decoded(reply, parameter)
+                values[name] = _decoded(reply, parameter.tango_decode)  # type: ignore[attr-defined]
             if with_state:
-                values["state"] = _decoded_state(replies[-1])
+                values["state"] = _decoded(replies[-1], concert_state_of)  # from Status
         rest = [name for name in wanted if name not in values]
         values.update(await super().read_values(rest) if rest else {})
         return {name: values[name] for name in wanted}
@@ -241,25 +241,16 @@ class RemoteQuantity(Quantity):
         return _ServerLimitedValue(instance, self)
 
 
-def _decoded(reply: Any, parameter: Parameter) -> Any:
-    """The value of one ``read_attributes`` reply for ``parameter`` (or its error)."""
+def _decoded(reply: Any, decode: Callable[[Any], Any]) -> Any:
+    """The value ``decode`` makes of one ``read_attributes`` reply (or its error)."""
     if isinstance(reply, Exception):
         return reply
     if reply.has_failed:
         return concert_error(tango.DevFailed(*reply.get_err_stack()))
     try:
-        return parameter.tango_decode(reply.value)  # type: ignore[attr-defined]
+        return decode(reply.value)
     except Exception as error:
         return error
-
-
-def _decoded_state(reply: Any) -> Any:
-    """The concert state a Status reply of ``read_attributes`` names (or its error)."""
-    if isinstance(reply, Exception):
-        return reply
-    if reply.has_failed:
-        return concert_error(tango.DevFailed(*reply.get_err_stack()))
-    return concert_state_of(reply.value)
 
 
 def _attribute_parameter(name: str, config: Any, family_parameter: Parameter | None) -> Parameter:
