@@ -203,8 +203,8 @@ def _command(cls: type, name: str, member: Any) -> CommandSpec | None:
         if parameter.kind is parameter.VAR_KEYWORD:
             continue
         kind, unit = _kind_of(hints.get(parameter.name, float))
-        if parameter.kind is parameter.VAR_POSITIONAL:
-            if kind in (Kind.BOOL, Kind.INT, Kind.FLOAT, Kind.STR):
+        if parameter.kind is parameter.VAR_POSITIONAL:  # published if annotated scalar
+            if parameter.name in hints and kind in (Kind.BOOL, Kind.INT, Kind.FLOAT, Kind.STR):
                 rest = Argument(parameter.name, kind)
             continue
         if kind in (Kind.JSON, Kind.VOID) or (kind is Kind.QUANTITY and unit is None):
