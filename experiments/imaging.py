@@ -119,13 +119,13 @@ async def _until_recording(camera: Camera, sending: asyncio.Future, timeout: flo
 
     A remote camera's send tells the state the camera answered it in (``started``): that
     is awaited instead of polling the state."""
+    deadline = asyncio.get_running_loop().time() + timeout
     started = getattr(sending, "started", None)
     if started is not None:
         await asyncio.wait({started, sending}, timeout=timeout,
                            return_when=asyncio.FIRST_COMPLETED)
         if started.done() and started.result() == "recording":
             return
-    deadline = asyncio.get_running_loop().time() + timeout
     while await camera.get_state() != "recording":
         if sending.done():
             sending.result()

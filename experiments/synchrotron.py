@@ -22,14 +22,15 @@ from experiments import imaging
 from experiments.sources import variant
 
 
-async def _move_shutter(move: Any, get_state: Any, target: str) -> None:
-    """``move()`` the shutter to ``target``; a shutter there already refuses the move
-    (its state machine), which is fine. Asking first would cost a round trip to a remote
-    shutter on every move; the refusal costs one when there is nothing to do."""
+async def _move_shutter(shutter: Shutter, target: str) -> None:
+    """Open or close ``shutter`` (``target`` ``open`` or ``closed``); a shutter there
+    already refuses the move (its state machine), which is fine. Asking first would cost a
+    round trip to a remote shutter on every move; the refusal costs one when there is
+    nothing to do."""
     try:
-        await move()
+        await (shutter.open() if target == "open" else shutter.close())
     except TransitionNotAllowed:
-        if await get_state() != target:
+        if await shutter.get_state() != target:
             raise
 
 
@@ -44,11 +45,11 @@ class SynchrotronMixin:
 
     async def start_sample_exposure(self) -> None:
         """Open the shutter (if it is not open)."""
-        await _move_shutter(self._shutter.open, self._shutter.get_state, "open")
+        await _move_shutter(self._shutter, "open")
 
     async def stop_sample_exposure(self) -> None:
         """Close the shutter (if it is not closed)."""
-        await _move_shutter(self._shutter.close, self._shutter.get_state, "closed")
+        await _move_shutter(self._shutter, "closed")
 
     async def _frame_metadata(self) -> dict[str, Any]:
         if self._storage_ring is None:
