@@ -18,7 +18,7 @@ from experiments.addons import (
     ReconstructionArgs,
     RemoteImageWriter,
 )
-from experiments.base import Acquisition, Experiment
+from experiments.base import Acquisition, Experiment, FrameToken
 from experiments.control import ClosedLoop, DummyLoop
 from experiments.directors import Director, XYScan
 from experiments.imaging import (
@@ -48,6 +48,7 @@ __all__ = [
     "Director",
     "DummyLoop",
     "Experiment",
+    "FrameToken",
     "GratingInterferometryStepping",
     "ImageWriter",
     "ImagingExperiment",

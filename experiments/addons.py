@@ -30,7 +30,14 @@ from concert_core.coroutines.sinks import Accumulate
 from concert_core.errors import ConcertError
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
-from experiments.base import Acquisition, Experiment, bound_endpoint, jsonable, run_together
+from experiments.base import (
+    Acquisition,
+    Experiment,
+    FrameToken,
+    bound_endpoint,
+    jsonable,
+    run_together,
+)
 from walkers.base import StorageError, WriterClassChanged
 
 
@@ -240,18 +247,25 @@ class RemoteImageWriter(Addon):
         writer = await self._start_writer(name)
         metadata: list[dict[str, Any]] = []
 
+        complete = asyncio.get_running_loop().create_future()  # the last token came
+
         async def drain() -> None:
             async for token in producer:
                 metadata.append(dict(getattr(token, "metadata", None) or {}))
+                if isinstance(token, FrameToken) and token.last and not complete.done():
+                    complete.set_result(None)
 
         async def store() -> None:
-            # As soon as the metadata are complete: once the producer has ended (while
-            # the walker writes the last frames), or once the walker has written as
-            # many frames as were taken (while the producer cleans up: closes the
-            # shutter, restores the camera). Later tokens fail the count check below.
-            await asyncio.wait({draining, writing}, return_when=asyncio.FIRST_COMPLETED)
-            if not draining.done() and (writing.cancelled() or writing.exception()
-                                        or writing.result() != len(metadata)):
+            # As soon as the metadata are complete: once the last frame's token has come
+            # or the producer has ended (while the walker writes the last frames and the
+            # producer cleans up: closes the shutter, restores the camera), or once the
+            # walker has written as many frames as were taken. Later tokens fail the
+            # count check below.
+            await asyncio.wait({draining, writing, complete},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not (complete.done() or draining.done()) and (
+                    writing.cancelled() or writing.exception()
+                    or writing.result() != len(metadata)):
                 await draining
             async with self.walker:
                 await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")

@@ -25,6 +25,7 @@ from concert_core.coroutines.base import background, broadcast
 from concert_core.coroutines.sinks import null
 from concert_core.devices.base import Device
 from concert_core.errors import TransitionNotAllowed
+from concert_core.helpers import ImageWithMetadata
 from concert_core.parameter import Parameter, Selection
 from concert_core.parameterizable import Parameterizable
 from concert_core.quantities import unit_symbol
@@ -92,6 +93,21 @@ async def run_together(coroutines: Iterable[Awaitable[Any]]) -> list[Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+class FrameToken(ImageWithMetadata):
+    """Stands for a frame that a camera sent to the direct writer itself: an empty array
+    carrying the frame's metadata. ``last`` marks the final frame of its acquisition, so
+    that a consumer knows the metadata are complete while the producer still cleans up."""
+
+    last: bool = False
+
+    @classmethod
+    def new(cls, last: bool = False) -> FrameToken:
+        """An empty token; ``last`` if it stands for the acquisition's final frame."""
+        token = cls(np.empty(0, dtype=np.uint16))
+        token.last = last
+        return token
 
 
 async def bound_endpoint(get: Callable[[], Awaitable[str]],
@@ -479,6 +495,7 @@ __all__ = [
     "IDLE_STATES",
     "Acquisition",
     "Experiment",
+    "FrameToken",
     "bound_endpoint",
     "jsonable",
     "read_parameters",

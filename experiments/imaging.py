@@ -39,6 +39,7 @@ from experiments.base import (
     IDLE,
     Acquisition,
     Experiment,
+    FrameToken,
     boolean,
     bound_endpoint,
     count,
@@ -189,11 +190,6 @@ async def _cancelled(future: asyncio.Future) -> None:
     if not future.done():
         future.cancel()
         await asyncio.gather(future, return_exceptions=True)
-
-
-def _token() -> ImageWithMetadata:
-    """A frame token: an empty array standing for a frame the camera sent itself."""
-    return ImageWithMetadata(np.empty(0, dtype=np.uint16))
 
 
 def _no_info(_index: int) -> dict[str, Any]:
@@ -399,7 +395,8 @@ class ImagingExperiment(Experiment):
                     rest = exposure - (loop.time() - began)
                     if rest > 0:
                         await sleep(rest)  # keeps sub-millisecond rests
-                    yield self._stamp(_token(), index, exposure, extra)
+                    token = FrameToken.new(last=index + 1 == number)
+                    yield self._stamp(token, index, exposure, extra)
                 try:
                     await sending
                 except Exception as error:
@@ -480,7 +477,8 @@ class ImagingExperiment(Experiment):
                     grabbed = await _wait_grabbed(camera, sending, index + 1, scan)
                 extra = info(index)
                 extra.update(await self._frame_metadata())
-                yield self._stamp(_token(), index, exposure, extra)
+                token = FrameToken.new(last=index + 1 == number)
+                yield self._stamp(token, index, exposure, extra)
             if scan is not None:
                 await scan
             try:

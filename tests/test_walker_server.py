@@ -24,11 +24,12 @@ from concert_core.devices.shutters.dummy import Shutter
 from concert_core.errors import SelectionError
 from concert_core.quantities import q
 from concert_core.remote import TangoDevice
-from experiments import RemoteImageWriter
+from experiments import Consumer, FrameToken, RemoteImageWriter
 from experiments.synchrotron import Radiography
 from servers.bridge import _argin_type, decode_arguments
 from servers.introspect import Kind, commands_of
 from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
+from walkers import remote as remote_module
 from walkers.device import WalkerDevice
 from walkers.remote import RemoteDirectoryWalker
 
@@ -394,10 +395,18 @@ def test_remote_image_writer_follows_a_change_of_writer_class(servers: Servers, 
             experiment = await Radiography(remote, motor, 0 * q.mm, 1 * q.mm, camera, shutter,
                                            num_flats=2, num_darks=2, num_projections=3)
             writer = RemoteImageWriter(experiment, remote)
+            last_flags: list[bool] = []
+
+            async def flags(tokens) -> None:
+                async for token in tokens:
+                    last_flags.append(token.last)
+
+            Consumer([experiment.get_acquisition("radios")], flags)
             await experiment.run()
             walker.write_attribute("writer_class", 1)  # HDF5, by another client
             await experiment.run()
             assert writer.written == {"darks": 2, "flats": 2, "radios": 3}
+            assert last_flags == [False, False, True] * 2  # the last token says so
         finally:
             walker.write_attribute("writer_class", 0)
             await camera.disconnect()
@@ -413,6 +422,113 @@ def test_remote_image_writer_follows_a_change_of_writer_class(servers: Servers, 
     frames, metadata = read_hdf5(str(second / "radios.h5"), "radios")
     assert frames.shape == (3, *SHAPE)
     check_frames(servers, list(frames), metadata)
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.tango
+def test_remote_image_writer_stores_the_metadata_once_the_last_token_came(
+        servers: Servers, walker) -> None:
+    # Neither has the producer ended (it still cleans up) nor the walker (no frame came):
+    # the last token alone says the metadata are complete.
+    here = Path(walker.read_attribute("current").value)
+    stored = here / "radios_metadata.json"
+
+    async def run() -> None:
+        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
+        try:
+            experiment = await Radiography(remote, await LinearMotor(), 0 * q.mm, 1 * q.mm,
+                                           camera, await Shutter())
+            writer = RemoteImageWriter(experiment, remote)
+            cleaning_up = asyncio.Event()
+
+            async def producer():
+                for index in range(3):
+                    token = FrameToken.new(last=index == 2)
+                    token.metadata["index"] = index
+                    yield token
+                await cleaning_up.wait()
+
+            task = asyncio.ensure_future(writer._make_consumer(
+                experiment.get_acquisition("radios"))(producer()))
+            try:
+                await _until(stored.exists)
+                assert [item["index"] for item in json.loads(stored.read_text())] == [0, 1, 2]
+                assert not task.done()
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            assert wait_state(walker) == tango.DevState.ON  # the sequence was cancelled
+        finally:
+            await camera.disconnect()
+            await remote.disconnect()
+
+    asyncio.run(run())
+
+
+@pytest.mark.tango
+def test_remote_log_records_wait_for_a_sequence_or_the_close(
+        servers: Servers, walker, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Records logged while the device writes no sequence are held (here: for as long as
+    # a test runs), sent once a sequence is started, at once while one is written, and
+    # at once by the close.
+    here = Path(walker.read_attribute("current").value)
+    log_file, log = here / "held.log", logging.getLogger("held")
+    monkeypatch.setattr(remote_module, "LOG_HOLD_SECONDS", 60.0)
+    endpoint = servers.camera.read_attribute("data_endpoint").value
+
+    async def run() -> None:
+        remote = await RemoteDirectoryWalker(WALKER)
+        try:
+            closer = await remote.register_logger("held", logging.INFO, "held.log")
+            log.info("before the sequence")
+            await asyncio.sleep(0.3)
+            assert "before the sequence" not in _text(log_file)
+            wait = await remote.start_sequence(endpoint, name="held", dsetname="h_{:>03}.tif")
+            await _until(lambda: "before the sequence" in _text(log_file))
+            log.info("while writing")
+            await _until(lambda: "while writing" in _text(log_file))
+            await asyncio.to_thread(servers.camera.GrabSend, 2)
+            assert await wait == 2
+            log.info("after the sequence")
+            await asyncio.sleep(0.3)
+            assert "after the sequence" not in _text(log_file)
+            await closer()
+            lines = _text(log_file).splitlines()
+            assert [line.split(" ", 4)[-1] for line in lines] == \
+                ["before the sequence", "while writing", "after the sequence"]
+        finally:
+            await remote.disconnect()
+
+    asyncio.run(run())
+
+
+@pytest.mark.tango
+def test_a_held_log_record_goes_after_the_hold_time(
+        walker, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = Path(walker.read_attribute("current").value)
+    monkeypatch.setattr(remote_module, "LOG_HOLD_SECONDS", 0.2)
+
+    async def run() -> None:
+        remote = await RemoteDirectoryWalker(WALKER)
+        try:
+            closer = await remote.register_logger("idle", logging.INFO, "idle.log")
+            logging.getLogger("idle").info("no sequence comes")
+            await _until(lambda: "no sequence comes" in _text(here / "idle.log"))
+            await closer()
+        finally:
+            await remote.disconnect()
+
+    asyncio.run(run())
 
 
 # -- the camera side, locally -------------------------------------------------------------------

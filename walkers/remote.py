@@ -41,6 +41,9 @@ from walkers.base import (
 LOG = logging.getLogger(__name__)
 #: How often the state of a writing device is read when no State event came (s).
 _POLL = 0.5
+#: Longest time (s) a remote log record is held while the device writes no sequence (see
+#: :meth:`RemoteDirectoryWalker.register_logger`).
+LOG_HOLD_SECONDS = 0.5
 
 
 def _error_from_status(status: str) -> Exception:
@@ -84,6 +87,9 @@ class RemoteDirectoryWalker(Walker):
         self.device = proxy
         self.endpoint = endpoint
         self._starting = asyncio.Lock()
+        #: Log handlers of this walker; they send at once while a sequence is written.
+        self._log_handlers: weakref.WeakSet[_RemoteHandler] = weakref.WeakSet()
+        self._writing = False
         self._labels: dict[str, list[str]] = {}  # enum labels by attribute
         root = (await _call(proxy.get_property, "root"))["root"]
         await super().__ainit__(root[0] if root else "", dsetname or "frame_{:>06}.tif")
@@ -209,6 +215,7 @@ class RemoteDirectoryWalker(Walker):
         async with self._starting:  # dsetname and WriteSequence belong together
             if name is None:
                 await self._set_dsetname(dsetname, writer_class, then_start=endpoint)
+                self._set_writing(True)
                 return self._wait_written()
             set_dsetname = self._set_dsetname(dsetname, writer_class)
             if writer_class is not None:
@@ -223,10 +230,18 @@ class RemoteDirectoryWalker(Walker):
                     if isinstance(outcome, BaseException):
                         raise outcome
                 await _call(self.device.command_inout, "WriteSequence", endpoint)
+                self._set_writing(True)
             finally:
                 if descended:
                     await self.ascend()
         return self._wait_written()
+
+    def _set_writing(self, writing: bool) -> None:
+        """Note whether the device writes a sequence: the log handlers send at once while
+        it does and hold their records otherwise (see :meth:`register_logger`)."""
+        self._writing = writing
+        for handler in list(self._log_handlers):
+            handler.hold(not writing)
 
     async def _set_dsetname(self, dsetname: str, writer_class: str | None,
                             then_start: str | None = None) -> None:
@@ -255,6 +270,12 @@ class RemoteDirectoryWalker(Walker):
         await _call(write_and_start)
 
     async def _wait_written(self) -> int:
+        try:
+            return await self._until_written()
+        finally:
+            self._set_writing(False)
+
+    async def _until_written(self) -> int:
         try:
             while True:
                 self._state_changed.clear()
@@ -324,24 +345,35 @@ class RemoteDirectoryWalker(Walker):
         self, logger_name: str, log_level: int, file_name: str
     ) -> LoggingHandlerCloser:
         """Send the records of the local logger ``logger_name`` at ``log_level`` and above
-        to ``file_name`` in the device's current directory; return the closer."""
+        to ``file_name`` in the device's current directory; return the closer.
+
+        The records go from a thread of their own, those queued meanwhile in one ``Log``
+        call. While the device writes a sequence they go at once; otherwise they are held
+        until it writes one, for at most ``LOG_HOLD_SECONDS``, so that the records of an
+        acquisition's end and of the next one's start do not delay the start of its
+        writer. Closing sends what is held at once."""
         _check_strings(logger_name, file_name)
         handler_id = await _call(self.device.command_inout, "RegisterLogger",
                                  [logger_name, str(int(log_level)), file_name])
-        handler = _RemoteHandler(self.device, handler_id, log_level)
+        handler = _RemoteHandler(self.device, handler_id, log_level, held=not self._writing)
+        self._log_handlers.add(handler)
         return attach_handler(logger_name, handler, log_level)
 
 
 class _RemoteHandler(logging.Handler):
     """Forwards records to the device's ``Log`` command from a thread of its own (a
     record is never sent from the thread that logs it, so logging never blocks); the
-    records queued meanwhile go in the same call. It uses the walker's proxy: a new one
-    per run would cost a database lookup and a connection."""
+    records queued meanwhile go in the same call. While ``held``, a record waits up to
+    ``LOG_HOLD_SECONDS`` for :meth:`hold` to release it. It uses the walker's proxy: a
+    new one per run would cost a database lookup and a connection."""
 
-    def __init__(self, device: tango.DeviceProxy, handler_id: str, level: int) -> None:
+    def __init__(self, device: tango.DeviceProxy, handler_id: str, level: int,
+                 held: bool = False) -> None:
         super().__init__(level)
         self.device, self.handler_id = device, handler_id
         self.setFormatter(logging.Formatter("%(message)s"))
+        self._released = threading.Event()  # cleared while records are held
+        self.hold(held)
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"log-{handler_id}", daemon=True)
         self._thread.start()
@@ -362,9 +394,19 @@ class _RemoteHandler(logging.Handler):
             with contextlib.suppress(tango.DevFailed):
                 self.device.command_inout("DeregisterLogger", self.handler_id)
 
+    def hold(self, held: bool) -> None:
+        """Hold records (``True``) or send them at once (``False``)."""
+        if held:
+            self._released.clear()
+        else:
+            self._released.set()
+
     def _drain(self) -> tuple[list[tuple[int, str]], bool]:
-        """The records queued (after waiting for the first) and whether closing follows."""
+        """The records queued once the first has come and is released (or held for
+        ``LOG_HOLD_SECONDS``), and whether closing follows."""
         items = [self._queue.get()]
+        if items[-1] is not None:
+            self._released.wait(LOG_HOLD_SECONDS)
         while items[-1] is not None:
             try:
                 items.append(self._queue.get_nowait())
@@ -386,6 +428,7 @@ class _RemoteHandler(logging.Handler):
         """Send what is queued, close the remote log file and stop the thread."""
         if self._thread.is_alive():
             self._queue.put(None)
+            self._released.set()
             self._thread.join(10)
         super().close()
 
