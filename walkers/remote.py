@@ -373,6 +373,7 @@ class _RemoteHandler(logging.Handler):
         self.device, self.handler_id = device, handler_id
         self.setFormatter(logging.Formatter("%(message)s"))
         self._released = threading.Event()  # cleared while records are held
+        self._closing = False
         self.hold(held)
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"log-{handler_id}", daemon=True)
@@ -395,8 +396,9 @@ class _RemoteHandler(logging.Handler):
                 self.device.command_inout("DeregisterLogger", self.handler_id)
 
     def hold(self, held: bool) -> None:
-        """Hold records (``True``) or send them at once (``False``)."""
-        if held:
+        """Hold records (``True``) or send them at once (``False``); a closing handler
+        sends at once."""
+        if held and not self._closing:
             self._released.clear()
         else:
             self._released.set()
@@ -427,6 +429,7 @@ class _RemoteHandler(logging.Handler):
     def close(self) -> None:
         """Send what is queued, close the remote log file and stop the thread."""
         if self._thread.is_alive():
+            self._closing = True
             self._queue.put(None)
             self._released.set()
             self._thread.join(10)
