@@ -16,7 +16,7 @@ from typing import Any
 
 import pint
 
-from concert_core.coroutines.base import background
+from concert_core.coroutines.base import background, cancel_and_wait
 from concert_core.devices.motors.base import LinearMotor
 from concert_core.errors import TransitionNotAllowed
 from concert_core.parameter import Parameter, Quantity
@@ -32,12 +32,6 @@ from experiments.base import (
     run_together,
     stored,
 )
-
-
-async def _cancel(task: asyncio.Future | None) -> None:
-    if task is not None and not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 class Director(Parameterizable):
@@ -138,15 +132,15 @@ class Director(Parameterizable):
                     try:
                         await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
-                        await _cancel(ready)
+                        await cancel_and_wait(ready)
                         if not run.done() and asyncio.current_task().cancelling():
-                            await _cancel(run)
+                            await cancel_and_wait(run)
                     if index + 1 < total and not (run.done() and run.exception() is not None):
                         preparation = asyncio.ensure_future(self._prepare_run(index + 1))
                     try:
                         await run
                     finally:
-                        await _cancel(run)
+                        await cancel_and_wait(run)
                     self._iterations_done += 1
                     if preparation is not None:
                         await preparation
@@ -155,11 +149,11 @@ class Director(Parameterizable):
                     if descended:
                         await walker.ascend()
         except asyncio.CancelledError:
-            await _cancel(preparation)
+            await cancel_and_wait(preparation)
             state.set_software("cancelled", "cancelled by the user")
             raise
         except Exception as error:
-            await _cancel(preparation)
+            await cancel_and_wait(preparation)
             state.set_software("error", f"{type(error).__name__}: {error}")
             raise
         state.set_software("standby")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pint
 
-from concert_core.coroutines import sleep
+from concert_core.coroutines import cancel_and_wait, sleep
 from concert_core.devices.cameras.base import Camera, CameraError
 from concert_core.devices.motors.base import LinearMotor, RotationMotor
 from concert_core.helpers import ImageWithMetadata
@@ -182,14 +182,7 @@ async def _unless_failed(awaitable: Awaitable[Any], other: asyncio.Future) -> An
             raise other.exception()  # type: ignore[misc]
         return await task
     finally:
-        await _cancelled(task)
-
-
-async def _cancelled(future: asyncio.Future) -> None:
-    """Cancel ``future`` unless it is done, and wait for it to end."""
-    if not future.done():
-        future.cancel()
-        await asyncio.gather(future, return_exceptions=True)
+        await cancel_and_wait(task)
 
 
 def _no_info(_index: int) -> dict[str, Any]:
@@ -389,7 +382,7 @@ class ImagingExperiment(Experiment):
                             raise _camera_error(camera, sending, error) from error
                         extra.update(await metadata)
                     finally:
-                        await _cancelled(metadata)
+                        await cancel_and_wait(metadata)
                     if index + 1 - confirmed > _MAX_AHEAD:
                         confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
                     rest = exposure - (loop.time() - began)
@@ -402,7 +395,7 @@ class ImagingExperiment(Experiment):
                 except Exception as error:
                     raise _camera_error(camera, sending, error) from error
             finally:
-                await _cancelled(sending)
+                await cancel_and_wait(sending)
 
     async def _produce_continuous(
         self, number: int, info: Callable[[int], dict[str, Any]]
@@ -442,7 +435,7 @@ class ImagingExperiment(Experiment):
                             yield frame
                         await scan
                     finally:
-                        await _cancelled(scan)
+                        await cancel_and_wait(scan)
 
     async def _grabbed(
         self, number: int, exposure: float, info: Callable[[int], dict[str, Any]],
@@ -487,8 +480,8 @@ class ImagingExperiment(Experiment):
                 raise _camera_error(camera, sending, error) from error
         finally:
             if scan is not None:
-                await _cancelled(scan)
-            await _cancelled(sending)
+                await cancel_and_wait(scan)
+            await cancel_and_wait(sending)
 
     # -- cleanup -----------------------------------------------------------------------------
     def motors(self) -> list[Any]:

@@ -23,9 +23,8 @@ def variant(
 ) -> type[ImagingExperiment]:
     """A subclass of ``mixin`` and ``base`` whose ``__ainit__`` takes ``source`` right after
     ``camera`` and the keyword-or-positional ``extra`` parameters after the others (before
-any keyword-only ones), stores them as
-    ``_<name>`` and passes everything else to ``base``. ``defaults`` replace defaults of
-    ``base``'s parameters."""
+    any keyword-only ones), stores them as ``_<name>`` and passes everything else to
+    ``base``. ``defaults`` replace defaults of ``base``'s parameters."""
     signature = inspect.signature(base.__ainit__)
     parameters = []
     for parameter in signature.parameters.values():

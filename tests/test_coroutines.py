@@ -17,6 +17,7 @@ from concert_core.coroutines.base import (
     background,
     broadcast,
     cancel_all,
+    cancel_and_wait,
     ensure_coroutine,
     feed_queue,
     get_event_loop,
@@ -82,6 +83,31 @@ async def test_background_starts_at_once_and_is_marked():
     await asyncio.sleep(0)
     assert ran == [3]  # ran without being awaited
     assert await task == 6
+
+
+async def test_cancel_and_wait_cancels_one_task_and_awaits_its_cleanup():
+    cleaned = []
+
+    async def forever():
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0)  # cleanup that itself awaits
+            cleaned.append(True)
+
+    task = asyncio.ensure_future(forever())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task)
+    assert task.cancelled() and cleaned == [True]
+
+    async def fails():
+        raise ValueError("ended already")
+
+    failed = asyncio.ensure_future(fails())
+    await asyncio.gather(failed, return_exceptions=True)
+    await cancel_and_wait(failed)  # an ended task keeps its outcome
+    assert isinstance(failed.exception(), ValueError)
+    await cancel_and_wait(None)
 
 
 async def test_cancel_all_cancels_and_awaits_cleanup():

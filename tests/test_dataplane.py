@@ -31,12 +31,9 @@ from concert_core.dataplane import (
     resolve_endpoint,
 )
 from concert_core.helpers import CommData, ImageWithMetadata, SocketType
+from tests.support import collect
 
 LOOPBACK = "tcp://127.0.0.1:0"
-
-
-async def collect(receiver: ImageReceiver, **kwargs) -> list[ImageWithMetadata]:
-    return [frame async for frame in receiver.frames(**kwargs)]
 
 
 async def test_reliable_stream_loses_nothing_and_keeps_order():

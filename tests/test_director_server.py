@@ -4,7 +4,6 @@ director -> remote motors, shutter, ring, camera -> frames camera server -> walk
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import pytest
 import tango
 
 from servers.process import ServerProcess
+from tests.support import argv
 
 pytestmark = [pytest.mark.tango, pytest.mark.timeout(120)]
 
@@ -44,10 +44,6 @@ DIRECTORS = {
         "num_darks": 2, "num_flats": 2, "num_projections": 3000,
         "radio_position": "0 mm", "flat_position": "1 mm"}),
 }
-
-
-def _main(server: str, instance: str) -> list[str]:
-    return [sys.executable, "-m", "servers.main", server, instance]
 
 
 def _args(**values: object) -> dict[str, list[str]]:
@@ -85,24 +81,24 @@ def beamline(tango_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "storage_ring": [RING], "parameters": [json.dumps(parameters)]}
     prepare = tango_servers.prepare
     processes = [
-        prepare(_main("ConcertMotor", "dtest"), "ConcertMotor", "dtest",
+        prepare(argv("ConcertMotor", "dtest"), "ConcertMotor", "dtest",
                 {"LinearMotor": [FLAT], "ContinuousRotationMotor": [TOMO]},
                 {FLAT: _args(speed="1000 mm/s"), TOMO: _args(speed="36000 deg/s")}, env=env),
-        prepare(_main("ConcertCamera", "dtest"), "ConcertCamera", "dtest",
+        prepare(argv("ConcertCamera", "dtest"), "ConcertCamera", "dtest",
                 {"Camera": [CAMERA, FAILCAM]},
                 {CAMERA: camera, FAILCAM: {
                     "concert_class": ["tests.director_devices:FailingCamera"],
                     **_args(width=SIZE, height=SIZE, exposure_time="1 ms", fail_after=10)}},
                 env=env),
-        prepare(_main("ConcertShutter", "dtest"), "ConcertShutter", "dtest",
+        prepare(argv("ConcertShutter", "dtest"), "ConcertShutter", "dtest",
                 {"Shutter": [SHUTTER]}, {SHUTTER: _args(motion_time="1 ms")}, env=env),
-        prepare(_main("ConcertStorageRing", "dtest"), "ConcertStorageRing", "dtest",
+        prepare(argv("ConcertStorageRing", "dtest"), "ConcertStorageRing", "dtest",
                 {"StorageRing": [RING]}, env=env),
-        prepare(_main("ConcertWalker", "dtest"), "ConcertWalker", "dtest",
+        prepare(argv("ConcertWalker", "dtest"), "ConcertWalker", "dtest",
                 {"DirectoryWalker": [WALKER]}, {WALKER: {"root": [str(root)]}}, env=env),
-        prepare(_main("ConcertWalker", "dfail"), "ConcertWalker", "dfail",
+        prepare(argv("ConcertWalker", "dfail"), "ConcertWalker", "dfail",
                 {"DirectoryWalker": [WALKER2]}, {WALKER2: {"root": [str(root2)]}}, env=env),
-        prepare(_main("ConcertDirector", "dtest"), "ConcertDirector", "dtest",
+        prepare(argv("ConcertDirector", "dtest"), "ConcertDirector", "dtest",
                 {"ExperimentDirector": list(directors)}, directors, env=env),
     ]
     tango_servers.start_all(processes)

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ from concert_core.dataplane.shared import SHM_DIR, SharedFrames
 from concert_core.devices.cameras.dummy import Camera, FileCamera
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
+from tests.support import argv, collect
 from walkers import DirectoryWalker, HDF5Walker, read_hdf5, read_image, write_tiff
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(SHM_DIR), reason="needs /dev/shm")
@@ -169,10 +171,6 @@ async def test_views_keep_the_slot_busy_and_any_thread_in_any_order_frees_it():
         assert ring.busy() == 0
 
 
-async def collect(receiver: ImageReceiver) -> list:
-    return [frame async for frame in receiver.frames()]
-
-
 async def test_a_receiver_holding_every_slot_times_out_the_sender():
     async with (
         ImageSender("ipc://*", shared_memory=True, slots=3, timeout=0.5) as sender,
@@ -260,7 +258,25 @@ async def test_segments_go_at_close_and_when_the_sender_is_collected():
     del sender  # never closed
     gc.collect()
     assert name not in segments()
+
     buffer[...] = 1  # the mapping outlives the file
+
+
+def test_a_lingering_segment_is_unlinked_at_interpreter_exit() -> None:
+    # A closed sender's ring whose slot is still in use lingers in a daemon thread; when
+    # the process ends first, the ring's finalizer unlinks the segment.
+    script = (
+        "from concert_core.dataplane.shared import SharedRing, close_rings\n"
+        "ring = SharedRing(4096)\n"
+        "ring.take()\n"
+        "close_rings([ring], linger=60)\n"
+        "print(ring.name, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).resolve().parents[1], check=True)
+    name = done.stdout.strip()
+    assert name.startswith("concert-")
+    assert not os.path.lexists(os.path.join(SHM_DIR, name))
 
 
 async def test_a_larger_frame_replaces_the_segment():
@@ -409,7 +425,7 @@ async def test_a_long_stream_through_two_slots_into_both_walkers(tmp_path):
                 assert np.all(image == i) and image.metadata["i"] == i
 
 
-async def test_a_camera_makes_its_frames_in_the_slots():
+async def test_a_camera_makes_its_frames_in_the_slots(monkeypatch):
     camera = await Camera(width=SHAPE[1], height=SHAPE[0], frame_rate=5000 / q.s,
                           exposure_time=0.1 * q.ms, seed=2)
     await camera.set_shared_memory(True)
@@ -425,7 +441,7 @@ async def test_a_camera_makes_its_frames_in_the_slots():
         copies += 1
         await original(*args)
 
-    sender_module._copy_into = counting
+    monkeypatch.setattr(sender_module, "_copy_into", counting)
     try:
         async with ImageReceiver(await camera.get_data_endpoint(), timeout=5) as receiver:
             task = camera.grab_send(300)
@@ -440,7 +456,6 @@ async def test_a_camera_makes_its_frames_in_the_slots():
         await camera.set_shared_memory(False)
         assert not sender.shared_memory
     finally:
-        sender_module._copy_into = original
         await camera.set_data_endpoint("")
 
 
@@ -469,10 +484,6 @@ SERVER_SHAPE = (512, 384)
 SOURCES = 5
 
 
-def _main(server: str, instance: str) -> list[str]:
-    return [sys.executable, "-m", "servers.main", server, instance]
-
-
 @pytest.fixture(scope="module")
 def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory):
     """A walker server and a camera server serving random TIFF frames of 384 KiB."""
@@ -486,11 +497,11 @@ def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory):
         sources[name] = frame_of(100 + i, SERVER_SHAPE)
         write_tiff(name, sources[name])
     walker = tango_servers.prepare(
-        _main("ConcertWalker", "shmtest"), "ConcertWalker", "shmtest",
+        argv("ConcertWalker", "shmtest"), "ConcertWalker", "shmtest",
         {"DirectoryWalker": [WALKER]},
         {WALKER: {"root": [str(root)], "concert_args": ['{"stream_timeout": "10 s"}']}})
     camera = tango_servers.prepare(
-        _main("ConcertCamera", "shmtest"), "ConcertCamera", "shmtest", {"Camera": [CAMERA]},
+        argv("ConcertCamera", "shmtest"), "ConcertCamera", "shmtest", {"Camera": [CAMERA]},
         {CAMERA: {"concert_class": ["concert_core.devices.cameras.dummy:FileCamera"],
                   "concert_args": [json.dumps({"pattern_or_directory": str(source),
                                                "frame_rate": "5000 / s",

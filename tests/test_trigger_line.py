@@ -4,6 +4,7 @@ and a motor's trigger_output with step_scan (hardware-timed "step and shoot").""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 import weakref
@@ -11,6 +12,7 @@ import weakref
 import pytest
 import zmq
 
+from concert_core.coroutines import wait_until
 from concert_core.dataplane import DataPlaneTimeout, TriggerError, TriggerInput, TriggerOutput
 from concert_core.dataplane.trigger import MAGIC, encode_pulse
 from concert_core.devices.cameras import dummy as cameras
@@ -26,11 +28,8 @@ MOTOR_CLASSES = [motors.LinearMotor, motors.ContinuousLinearMotor, motors.Rotati
                  motors.ContinuousRotationMotor]
 
 
-async def until(condition, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.002)
+#: Wait until a condition holds (WaitError after 2 s).
+until = functools.partial(wait_until, sleep_time=0.002, timeout=2.0)
 
 
 async def rebind(endpoint: str) -> None:

@@ -4,10 +4,10 @@ confinement, WriteSequence from a camera server, failures, Cancel, RemoteDirecto
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tango
 
+from concert_core.coroutines import wait_until
 from concert_core.dataplane import ImageReceiver, ImageSender
 from concert_core.devices.cameras.dummy import Camera
 from concert_core.devices.motors.dummy import LinearMotor
@@ -28,6 +29,7 @@ from experiments import Consumer, FrameToken, RemoteImageWriter
 from experiments.synchrotron import Radiography
 from servers.bridge import _argin_type, decode_arguments
 from servers.introspect import Kind, commands_of
+from tests.support import argv
 from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
 from walkers import remote as remote_module
 from walkers.device import WalkerDevice
@@ -48,10 +50,6 @@ class Servers:
     camera: tango.DeviceProxy
 
 
-def _main(server: str, instance: str) -> list[str]:
-    return [sys.executable, "-m", "servers.main", server, instance]
-
-
 @pytest.fixture(scope="module")
 def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     """One walker server (root in a temporary directory) and one camera server serving a
@@ -68,10 +66,10 @@ def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         sources[name] = rng.integers(0, 65535, SHAPE, dtype=np.uint16)
         write_tiff(name, sources[name])
     walker = tango_servers.prepare(
-        _main("ConcertWalker", "wtest"), "ConcertWalker", "wtest", {"DirectoryWalker": [WALKER]},
+        argv("ConcertWalker", "wtest"), "ConcertWalker", "wtest", {"DirectoryWalker": [WALKER]},
         {WALKER: {"root": [str(root)], "concert_args": ['{"stream_timeout": "5 s"}']}})
     camera = tango_servers.prepare(
-        _main("ConcertCamera", "wtest"), "ConcertCamera", "wtest", {"Camera": [CAMERA]},
+        argv("ConcertCamera", "wtest"), "ConcertCamera", "wtest", {"Camera": [CAMERA]},
         {CAMERA: {"concert_class": ["concert_core.devices.cameras.dummy:FileCamera"],
                   "concert_args": [json.dumps({"pattern_or_directory": str(source),
                                                "frame_rate": "2000 / s",
@@ -424,11 +422,8 @@ def test_remote_image_writer_follows_a_change_of_writer_class(servers: Servers, 
     check_frames(servers, list(frames), metadata)
 
 
-async def _until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+#: Wait until a condition holds (WaitError after 10 s).
+_until = functools.partial(wait_until, sleep_time=0.02, timeout=10.0)
 
 
 def _text(path: Path) -> str:
@@ -488,8 +483,8 @@ def test_remote_log_records_wait_for_a_sequence_or_the_close(
 
     async def run() -> None:
         remote = await RemoteDirectoryWalker(WALKER)
+        closer = await remote.register_logger("held", logging.INFO, "held.log")
         try:
-            closer = await remote.register_logger("held", logging.INFO, "held.log")
             log.info("before the sequence")
             await asyncio.sleep(0.3)
             assert "before the sequence" not in _text(log_file)
@@ -507,6 +502,7 @@ def test_remote_log_records_wait_for_a_sequence_or_the_close(
             assert [line.split(" ", 4)[-1] for line in lines] == \
                 ["before the sequence", "while writing", "after the sequence"]
         finally:
+            await closer()  # closing twice is harmless
             await remote.disconnect()
 
     asyncio.run(run())
@@ -515,17 +511,23 @@ def test_remote_log_records_wait_for_a_sequence_or_the_close(
 @pytest.mark.tango
 def test_a_held_log_record_goes_after_the_hold_time(
         walker, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No sequence comes: the record goes once LOG_HOLD_SECONDS (here 1 s, the default is
+    # 0.5 s) have passed, not before.
     here = Path(walker.read_attribute("current").value)
-    monkeypatch.setattr(remote_module, "LOG_HOLD_SECONDS", 0.2)
+    monkeypatch.setattr(remote_module, "LOG_HOLD_SECONDS", 1.0)
 
     async def run() -> None:
         remote = await RemoteDirectoryWalker(WALKER)
+        closer = await remote.register_logger("idle", logging.INFO, "idle.log")
         try:
-            closer = await remote.register_logger("idle", logging.INFO, "idle.log")
+            logged = time.monotonic()
             logging.getLogger("idle").info("no sequence comes")
+            await asyncio.sleep(0.3)
+            assert "no sequence comes" not in _text(here / "idle.log")
             await _until(lambda: "no sequence comes" in _text(here / "idle.log"))
-            await closer()
+            assert time.monotonic() - logged >= 1.0
         finally:
+            await closer()
             await remote.disconnect()
 
     asyncio.run(run())
@@ -581,11 +583,13 @@ def test_log_takes_several_records_and_refuses_malformed_ones(walker) -> None:
 
     async def burst() -> None:  # a client's records queued meanwhile go out together
         remote = await RemoteDirectoryWalker(WALKER)
-        closer = await remote.register_logger("burst", logging.INFO, "burst.log")
-        for index in range(300):
-            logging.getLogger("burst").info("record %03d", index)
-        await closer()
-        await remote.disconnect()
+        try:
+            closer = await remote.register_logger("burst", logging.INFO, "burst.log")
+            for index in range(300):
+                logging.getLogger("burst").info("record %03d", index)
+            await closer()
+        finally:
+            await remote.disconnect()
 
     asyncio.run(burst())
     text = (here / "burst.log").read_text().splitlines()

@@ -215,26 +215,31 @@ class RemoteDirectoryWalker(Walker):
         async with self._starting:  # dsetname and WriteSequence belong together
             if name is None:
                 await self._set_dsetname(dsetname, writer_class, then_start=endpoint)
-                self._set_writing(True)
-                return self._wait_written()
-            set_dsetname = self._set_dsetname(dsetname, writer_class)
-            if writer_class is not None:
-                await set_dsetname
-                steps = [self.descend(name)]
             else:
-                steps = [set_dsetname, self.descend(name)]
-            outcomes = await asyncio.gather(*steps, return_exceptions=True)
-            descended = not isinstance(outcomes[-1], BaseException)
-            try:
-                for outcome in outcomes:
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                await _call(self.device.command_inout, "WriteSequence", endpoint)
-                self._set_writing(True)
-            finally:
-                if descended:
-                    await self.ascend()
+                await self._start_in(name, endpoint, dsetname, writer_class)
+        self._set_writing(True)
         return self._wait_written()
+
+    async def _start_in(self, name: str, endpoint: str, dsetname: str,
+                        writer_class: str | None) -> None:
+        """Descend into ``name``, write ``dsetname`` (see :meth:`_start`), start
+        WriteSequence and come back."""
+        set_dsetname = self._set_dsetname(dsetname, writer_class)
+        if writer_class is not None:
+            await set_dsetname
+            steps = [self.descend(name)]
+        else:
+            steps = [set_dsetname, self.descend(name)]
+        outcomes = await asyncio.gather(*steps, return_exceptions=True)
+        descended = not isinstance(outcomes[-1], BaseException)
+        try:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            await _call(self.device.command_inout, "WriteSequence", endpoint)
+        finally:
+            if descended:
+                await self.ascend()
 
     def _set_writing(self, writing: bool) -> None:
         """Note whether the device writes a sequence: the log handlers send at once while

@@ -66,6 +66,14 @@ def running_tasks() -> list[asyncio.Future]:
         return [task for task in _tasks if not task.done()]
 
 
+async def cancel_and_wait(future: asyncio.Future | None) -> None:
+    """Cancel ``future`` unless it is None or done, and wait for it to end (its outcome,
+    a cancellation included, is swallowed)."""
+    if future is not None and not future.done():
+        future.cancel()
+        await asyncio.gather(future, return_exceptions=True)
+
+
 async def cancel_all() -> int:
     """Cancel every registered task and wait for them to end; return how many.
 
@@ -434,6 +442,7 @@ __all__ = [
     "background",
     "broadcast",
     "cancel_all",
+    "cancel_and_wait",
     "ensure_coroutine",
     "feed_queue",
     "get_event_loop",

@@ -19,7 +19,6 @@ still held) is unlinked once all its slots are free.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import math
 import mmap
@@ -331,26 +330,11 @@ class SharedFrames:
 
 
 # -- deferred unlinking of a closed sender's segments -------------------------------------
-_PENDING: set[str] = set()
-_PENDING_LOCK = threading.Lock()
-
-
-def _unlink_pending() -> None:
-    with _PENDING_LOCK:
-        paths = list(_PENDING)
-        _PENDING.clear()
-    for path in paths:
-        _unlink(path)
-
-
-atexit.register(_unlink_pending)
-
-
 def close_rings(rings: list[SharedRing], linger: float) -> None:
     """Close ``rings`` (a closed sender's): at once where every slot is free or
     ``linger`` is 0, else from a daemon thread once they are, after ``linger`` seconds
     at the latest (receivers may still have to attach frames queued for them). Segments
-    left at interpreter exit are unlinked then."""
+    left at interpreter exit are unlinked then (by each ring's finalizer)."""
     waiting = []
     for ring in rings:
         if linger <= 0 or ring.busy() == 0:
@@ -359,8 +343,6 @@ def close_rings(rings: list[SharedRing], linger: float) -> None:
             waiting.append(ring)
     if not waiting:
         return
-    with _PENDING_LOCK:
-        _PENDING.update(ring.path for ring in waiting)
 
     def wait() -> None:
         deadline = time.monotonic() + linger
@@ -372,8 +354,6 @@ def close_rings(rings: list[SharedRing], linger: float) -> None:
             time.sleep(0.01)
         for ring in waiting:
             ring.close()
-            with _PENDING_LOCK:
-                _PENDING.discard(ring.path)
 
     threading.Thread(target=wait, name="shm-linger", daemon=True).start()
 

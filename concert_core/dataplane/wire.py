@@ -78,10 +78,6 @@ class SharedRef:
     offset: int
     size: int
 
-    def to_json(self) -> dict[str, Any]:
-        """The header's ``shm`` field."""
-        return {"segment": self.segment, "offset": self.offset, "size": self.size}
-
 
 @dataclass
 class Frame:

@@ -12,6 +12,7 @@ import weakref
 
 import pytest
 
+from concert_core.coroutines import timerfd
 from concert_core.devices.motors import base, dummy
 from concert_core.errors import (
     HardLimitError,
@@ -531,3 +532,16 @@ async def test_hard_limit_before_a_stall() -> None:
     await until(lambda: motor["state"].last_value != "moving")
     assert await motor.get_state() == "hard-limit"
     assert await motor.get_position() == 0.5 * q.mm
+
+
+@pytest.mark.skipif(not timerfd.available(), reason="no timerfd on this platform")
+async def test_a_precise_pause_of_one_to_two_milliseconds_ends_on_time():
+    # A scan's dwell of 1-2 ms: its last millisecond must not go to a loop timer either.
+    motor = await dummy.LinearMotor()
+    overshoots = []
+    for _ in range(30):
+        began = time.monotonic()
+        await motor._pause(0.0015, precise=True)
+        overshoots.append(time.monotonic() - began - 0.0015)
+    assert min(overshoots) >= 0  # never early
+    assert sorted(overshoots)[15] < 0.0003  # a loop timer: half a millisecond, typically

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from concert_core.errors import StateError, TransitionNotAllowed
+from concert_core.errors import SoftLimitError, StateError, TransitionNotAllowed
 from concert_core.quantities import q
 from experiments import Accumulator, ImageWriter, frames, synchrotron, xraytube
 from experiments.imaging import (
@@ -128,15 +128,28 @@ async def test_camera_settings_go_back_while_the_finish_hook_runs(devices):
         assert events[index + 1] == ("finish", None)  # before the restore was written
         assert events[index + 2] == ("written", {"trigger_source": "AUTO"})
 
+    # The flats' restore fails: their finish hook runs all the same (the shutter is also
+    # closed by the run's cleanup, so the hook itself is watched).
+    restores, finish_flats = [], experiment._finish_flats
+
     async def failing_write(values):
         if values == {"trigger_source": "AUTO"}:
-            raise RuntimeError("camera gone")
+            restores.append(values)
+            if len(restores) == 2:
+                raise RuntimeError("camera gone")
         await write_values(values)
 
-    camera.write_values = failing_write
+    async def watched_finish_flats():
+        events.append(("finish flats", None))
+        await finish_flats()
+
+    camera.write_values, experiment._finish_flats = failing_write, watched_finish_flats
+    events.clear()
     with pytest.raises(RuntimeError, match="camera gone"):
         await experiment.run()
-    assert await devices.shutter.get_state() == "closed"  # the finish hook ran all the same
+    assert len(restores) == 2  # the darks' went back, the flats' failed
+    assert events.count(("finish flats", None)) == 1
+    assert await devices.shutter.get_state() == "closed"
 
 
 async def test_wait_grabbed_counts_again_when_the_send_has_just_ended():
@@ -260,7 +273,7 @@ async def test_hardware_trigger_scan_failure(devices):
     experiment = await synchrotron.SteppedTomography(
         None, devices.flat_motor, motor, 0 * q.mm, 10 * q.mm, devices.camera,
         devices.shutter, num_flats=1, num_darks=1, num_projections=6, hardware_trigger=True)
-    with pytest.raises(Exception, match="limit"):
+    with pytest.raises(SoftLimitError, match="limit"):
         await experiment.run()
     assert await experiment.get_state() == "error"
     assert await motor.get_position() == 0 * q.deg

@@ -255,7 +255,7 @@ class _SimulatedMotor(SimulatedDevice):
                 self._waiter = None
         rest = deadline - time.monotonic()
         if rest > 0 and not self._stop_requested:  # a timer would take a whole millisecond
-            await sleep(rest, stop=lambda: self._stop_requested)
+            await sleep(rest, stop=lambda: self._stop_requested, precise=precise)
 
     def _request_stop(self) -> None:
         self._stop_requested = True
