@@ -353,6 +353,69 @@ def test_remote_directory_walker_like_a_local_walker(servers: Servers, walker) -
 
 
 @pytest.mark.tango
+def test_the_end_of_a_sequence_is_read_once_after_its_state_event(servers: Servers, walker
+                                                                  ) -> None:
+    """Once a State event has shown a sequence's end, its counters come with State in one
+    read. An end event that is not the sequence's own (the device still RUNNING) is
+    caught by that read: the walker then reads State first, as without events. After
+    more ends than sequences started here it always does so. Every count stays right."""
+    endpoint = servers.camera.read_attribute("data_endpoint").value
+
+    async def run() -> None:
+        remote = await RemoteDirectoryWalker(WALKER, dsetname="f_{:>03}.tif")
+        reads: list[tuple[str, ...]] = []
+        proxy = remote.device
+        read_attributes = proxy.read_attributes
+        with pytest.warns(tango.PyTangoUserWarning):
+            proxy.unfreeze_dynamic_interface()
+
+        def spy(names, *args, **kwargs):
+            reads.append(tuple(names))
+            return read_attributes(names, *args, **kwargs)
+
+        proxy.read_attributes = spy
+        counted = (*remote_module._COUNTERS, "State", "Status")
+        try:
+            for number, count in enumerate((3, 5)):  # the first end also comes by event
+                reads.clear()
+                task = asyncio.ensure_future(
+                    remote.write_sequence(endpoint, name=f"seq{number}"))
+                await asyncio.sleep(0.2)
+                await asyncio.to_thread(servers.camera.GrabSend, count)
+                assert await task == count
+                assert reads[-1] == counted and ("State", "Status") not in reads
+
+            reads.clear()
+            task = asyncio.ensure_future(remote.write_sequence(endpoint, name="stale"))
+            await asyncio.sleep(0.2)  # running, no frame yet
+            remote._watch.note(tango.DevState.RUNNING)  # an end event of no sequence here
+            remote._watch.note(tango.DevState.ON)
+            await wait_until(lambda: counted in reads, timeout=5)
+            assert not task.done()  # the read showed RUNNING: not taken for the end
+            await asyncio.to_thread(servers.camera.GrabSend, 4)
+            assert await task == 4
+            assert reads[-2:] == [("State", "Status"), remote_module._COUNTERS]
+
+            # Another client's sequence: its events show one end more than sequences
+            # were started here, so no end event can be told apart any more.
+            remote._watch.note(tango.DevState.RUNNING)
+            remote._watch.note(tango.DevState.ON)
+            reads.clear()
+            task = asyncio.ensure_future(remote.write_sequence(endpoint, name="after"))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(servers.camera.GrabSend, 2)
+            assert await task == 2
+            assert counted not in reads and reads[-1] == remote_module._COUNTERS
+            assert remote.frames_written == 3 + 5 + 4 + 2
+        finally:
+            await remote.disconnect()
+        for name, count in (("seq0", 3), ("seq1", 5), ("stale", 4), ("after", 2)):
+            assert len(list((Path(remote.current) / name).glob("f_*.tif"))) == count
+
+    asyncio.run(run())
+
+
+@pytest.mark.tango
 def test_a_start_for_another_writer_class_is_refused_and_creates_nothing(
         servers: Servers, walker) -> None:
     endpoint = servers.camera.read_attribute("data_endpoint").value

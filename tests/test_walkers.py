@@ -279,6 +279,30 @@ async def test_hdf5_failure_after_metadata_blocks_deletes_everything(tmp_path):
         assert list(file) == []
 
 
+@pytest.mark.parametrize("outcome", ["written", "failed", "empty"])
+async def test_hdf5_file_closed_by_the_writer_after_its_sequence(tmp_path, outcome):
+    """``close_after_sequence``: the writer thread closes the file when the sequence
+    ends, whatever the outcome; what was written is complete, a failure leaves nothing."""
+    filename = str(tmp_path / "one.h5")
+    walker = await HDF5Walker(filename)
+    walker.close_after_sequence = True
+    data = {"written": frames(5), "empty": [],
+            "failed": [*frames(3), np.zeros((2, 2), np.uint16)]}[outcome]
+    if outcome == "failed":
+        with pytest.raises(StorageError, match="holds"):
+            await walker.write(produce(data), dsetname="seq")
+    else:
+        assert await walker.write(produce(data), dsetname="seq") == len(data)
+    assert not walker.file.id.valid  # closed before the write returned
+    await walker.close()  # nothing left to do
+    with h5py.File(filename, "r") as file:
+        if outcome == "written":
+            np.testing.assert_array_equal(file["seq"][()], np.stack(data))
+            assert file["seq" + METADATA_SUFFIX].shape == (5,)
+        else:
+            assert list(file) == []
+
+
 async def test_write_stream_from_a_receiver(tmp_path):
     data = frames(50)
     async with (

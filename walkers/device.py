@@ -256,6 +256,7 @@ class WalkerDevice(Device):
         filename = self._inside(f"{name}.h5")
         walker = await HDF5Walker(filename, dsetname=name,
                                   compression=self._compression or None)
+        walker.close_after_sequence = True  # by the writer thread, right after the data
         created = walker.created
         try:
             writer = await walker.create_writer(frames)

@@ -80,8 +80,10 @@ class _Sequence:
     strings are written in blocks of :data:`METADATA_BLOCK` and at :meth:`close`.
     """
 
-    def __init__(self, group: h5py.Group, name: str, options: dict[str, Any]) -> None:
+    def __init__(self, group: h5py.Group, name: str, options: dict[str, Any],
+                 file: h5py.File | None = None) -> None:
         self.group = group
+        self.file = file  # closed at the end instead of flushed, if given
         self.name = name
         self.options = options
         self.temporary = f".{name}.part"
@@ -165,8 +167,10 @@ class _Sequence:
         self._pending = []
 
     def close(self) -> None:
-        if self.data is None:
-            return  # no frame: nothing to publish
+        if self.data is None:  # no frame: nothing to publish
+            if self.file is not None:
+                self.file.close()
+            return
         if self.name in self.group or self.name + METADATA_SUFFIX in self.group:
             self.abort()
             raise DatasetExistsError(f"{self.name!r} appeared while it was being written")
@@ -177,14 +181,24 @@ class _Sequence:
             self.data.attrs[key] = _attribute(value)
         self.group.move(self.temporary, self.name)
         self.group.move(self.meta_temporary, self.name + METADATA_SUFFIX)
-        self.group.file.flush()
+        self._end()
 
     def abort(self) -> None:
         self._pending = []
+        if not self.group:
+            return  # the file is closed already
         for name in (self.temporary, self.meta_temporary):
             if name in self.group:
                 del self.group[name]
-        self.group.file.flush()
+        self._end()
+
+    def _end(self) -> None:
+        """Flush the file, or close it if this sequence owns it (in the writer thread:
+        the owner needs no thread hand-over of its own for it)."""
+        if self.file is None:
+            self.group.file.flush()
+        else:
+            self.file.close()
 
 
 class HDF5Walker(Walker):
@@ -204,6 +218,9 @@ class HDF5Walker(Walker):
         await super().__ainit__("/", dsetname)
         self.filename = os.path.abspath(root_file)
         self.options = compression_options(compression)
+        #: True: the file is closed as soon as a sequence has been written (or aborted),
+        #: for a file that holds one sequence.
+        self.close_after_sequence = False
         #: Whether opening created the file (it did not exist before).
         self.created = False
         self.file: h5py.File = await asyncio.to_thread(self._open)
@@ -245,7 +262,8 @@ class HDF5Walker(Walker):
                 f"data set {dsetname!r} exists already in {self.filename}:{self._current}; "
                 "refusing to overwrite it"
             )
-        sink = _Sequence(group, dsetname, self.options)
+        sink = _Sequence(group, dsetname, self.options,
+                         file=self.file if self.close_after_sequence else None)
 
         async def write() -> int:
             count = await write_sequence(producer, sink, on_written=self._count)
@@ -276,8 +294,9 @@ class HDF5Walker(Walker):
         return attach_handler(logger_name, handler, log_level)
 
     async def close(self) -> None:
-        """Close the file."""
-        await asyncio.to_thread(self.file.close)
+        """Close the file (nothing to do if it is closed already)."""
+        if self.file.id.valid:
+            await asyncio.to_thread(self.file.close)
 
 
 def read_hdf5(filename: str, path: str) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -18,7 +18,7 @@ import queue
 import socket
 import threading
 import weakref
-from collections.abc import AsyncIterable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import tango
@@ -44,6 +44,33 @@ _POLL = 0.5
 #: Longest time (s) a remote log record is held while the device writes no sequence (see
 #: :meth:`RemoteDirectoryWalker.register_logger`).
 LOG_HOLD_SECONDS = 0.5
+
+
+#: The device's counters of a sequence (see :meth:`RemoteDirectoryWalker.counters`).
+_COUNTERS = ("frames_received", "frames_written", "bytes_written", "write_rate", "errors")
+
+
+def _counters_of(replies: Sequence[Any]) -> dict[str, Any]:
+    return {name: reply.value for name, reply in zip(_COUNTERS, replies, strict=True)}
+
+
+class _StateWatch:
+    """What the device's State events showed: how many sequence ends (a State other
+    than RUNNING after RUNNING); ``changed`` is set at every event."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.ends = 0
+        self._running = False
+
+    def note(self, state: Any) -> None:
+        """Note a State event's value (``None`` for an error event)."""
+        if state == tango.DevState.RUNNING:
+            self._running = True
+        elif state is not None and self._running:
+            self._running = False
+            self.ends += 1
+        self.changed.set()
 
 
 def _error_from_status(status: str) -> Exception:
@@ -99,15 +126,19 @@ class RemoteDirectoryWalker(Walker):
                 await self.set_attribute(name, value)
         self.dsetname = await self.get_attribute("dsetname")
         self._current = await self.get_attribute("current")
-        self._state_changed = asyncio.Event()
+        self._watch = _StateWatch()
+        #: Sequences started here since the State subscription; while the events showed
+        #: as many ends, the next end event shown belongs to the next sequence.
+        self._started = 0
         self._event_id: int | None = None
         loop = asyncio.get_running_loop()
-        changed = weakref.ref(self._state_changed)
+        watch = weakref.ref(self._watch)
 
-        def on_state(_event: Any) -> None:
-            flag = changed()
-            if flag is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(flag.set)
+        def on_state(event: Any) -> None:
+            target = watch()
+            if target is not None and not loop.is_closed():
+                value = None if event.err or event.attr_value is None else event.attr_value.value
+                loop.call_soon_threadsafe(target.note, value)
 
         try:  # the end of a sequence is seen at once; without events it is polled
             self._event_id = await _call(
@@ -148,9 +179,7 @@ class RemoteDirectoryWalker(Walker):
 
     async def counters(self) -> dict[str, Any]:
         """The device's counters of the current (or last) sequence and its error count."""
-        names = ["frames_received", "frames_written", "bytes_written", "write_rate", "errors"]
-        replies = await _call(self.device.read_attributes, names)
-        return {name: reply.value for name, reply in zip(names, replies, strict=True)}
+        return _counters_of(await _call(self.device.read_attributes, _COUNTERS))
 
     # -- moving --------------------------------------------------------------------------
     async def _descend(self, name: str) -> None:
@@ -213,12 +242,14 @@ class RemoteDirectoryWalker(Walker):
         first, so that a refused start has created no directory."""
         dsetname = dsetname or self.dsetname
         async with self._starting:  # dsetname and WriteSequence belong together
+            ends = self._watch.ends
+            trust = self._event_id is not None and ends == self._started
             if name is None:
                 await self._set_dsetname(dsetname, writer_class, then_start=endpoint)
             else:
                 await self._start_in(name, endpoint, dsetname, writer_class)
         self._set_writing(True)
-        return self._wait_written()
+        return self._wait_written(ends, trust)
 
     async def _start_in(self, name: str, endpoint: str, dsetname: str,
                         writer_class: str | None) -> None:
@@ -237,6 +268,7 @@ class RemoteDirectoryWalker(Walker):
                 if isinstance(outcome, BaseException):
                     raise outcome
             await _call(self.device.command_inout, "WriteSequence", endpoint)
+            self._started += 1
         finally:
             if descended:
                 await self.ascend()
@@ -273,31 +305,53 @@ class RemoteDirectoryWalker(Walker):
                 device.command_inout("WriteSequence", then_start)
 
         await _call(write_and_start)
+        if then_start is not None:
+            self._started += 1
 
-    async def _wait_written(self) -> int:
+    async def _wait_written(self, ends: int, trust: bool) -> int:
         try:
-            return await self._until_written()
+            return await self._until_written(ends, trust)
         finally:
             self._set_writing(False)
 
-    async def _until_written(self) -> int:
+    async def _until_written(self, ends: int, trust: bool) -> int:
+        """Wait for the end of the sequence started when State events had shown ``ends``
+        sequence ends, then count it. ``trust``: those were the ends of all sequences
+        started before, so the next end an event shows is this sequence's.
+
+        Tango evaluates State after the other attributes of a read, so counters read with
+        State may predate an end that State shows. They are read with it only once an
+        event has shown the end; otherwise State comes first, the counters after."""
+        read_state = not trust
+        counters: dict[str, Any] | None = None
         try:
             while True:
-                self._state_changed.clear()
-                state, status = await _call(self.device.read_attributes, ["State", "Status"])
-                if state.value != tango.DevState.RUNNING:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._state_changed.wait(), _POLL)
+                self._watch.changed.clear()
+                if trust and self._watch.ends > ends:
+                    *values, state, status = await _call(
+                        self.device.read_attributes, [*_COUNTERS, "State", "Status"])
+                    if state.value != tango.DevState.RUNNING:
+                        counters = _counters_of(values)
+                        break
+                    trust = read_state = False  # the event was not this sequence's
+                if read_state:
+                    state, status = await _call(self.device.read_attributes,
+                                                ["State", "Status"])
+                    if state.value != tango.DevState.RUNNING:
+                        break
+                try:
+                    await asyncio.wait_for(self._watch.changed.wait(), _POLL)
+                    read_state = not trust
+                except TimeoutError:  # no event: read
+                    read_state = True
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(_call(self.device.command_inout, "Cancel"))
             raise
         if state.value == tango.DevState.FAULT or concert_state_of(status.value) == "error":
             raise _error_from_status(status.value)
-        # Not read with State: Tango evaluates State after the other attributes of a
-        # read, so counters read with it may predate an end that State already shows.
-        counters = await self.counters()
+        if counters is None:
+            counters = await self.counters()
         self.frames_written += counters["frames_written"]
         self.bytes_written += counters["bytes_written"]
         self.sequences_written += 1
