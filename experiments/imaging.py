@@ -146,29 +146,26 @@ def _camera_error(camera: Camera, sending: asyncio.Future | None, error: Excepti
     return CameraError(f"camera {name}: {type(error).__name__}: {error}")
 
 
-async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int,
+async def _wait_grabbed(camera: Camera, sending: asyncio.Future, wanted: int, total: int,
                         scan: asyncio.Future | None = None) -> int:
-    """Wait until the camera has grabbed ``wanted`` frames; return how many it has.
+    """Wait until the camera has grabbed ``wanted`` of the ``total`` frames of ``sending``
+    (its ``grab_send(total)``); return how many it has. A send that ended well has grabbed
+    them all: no read is needed then.
 
     A failed ``scan`` (the motor triggering the camera) ends the wait with its own error."""
     while True:
-        grabbed = int(await camera.get_frames_grabbed())
-        if grabbed >= wanted:
-            return grabbed
-        if scan is not None and scan.done() and scan.exception() is not None:
-            raise scan.exception()  # type: ignore[misc]
         if sending.done():
             try:
                 sending.result()
             except Exception as error:
                 raise _camera_error(camera, sending, error) from error
-            # It may have ended between the read above and here: count once more.
-            grabbed = int(await camera.get_frames_grabbed())
-            if grabbed >= wanted:
-                return grabbed
-            raise CameraError(f"the camera stopped sending after {grabbed} of {wanted} "
-                              "frames")
-        # Poll, but wake at once when the send ends (its end comes with the final count).
+            return total
+        grabbed = int(await camera.get_frames_grabbed())
+        if grabbed >= wanted:
+            return grabbed
+        if scan is not None and scan.done() and scan.exception() is not None:
+            raise scan.exception()  # type: ignore[misc]
+        # Poll, but wake at once when the send ends.
         watch = {sending} if scan is None or scan.done() else {sending, scan}
         await asyncio.wait(watch, timeout=_GRABBED_POLL, return_when=asyncio.FIRST_COMPLETED)
 
@@ -384,7 +381,8 @@ class ImagingExperiment(Experiment):
                     finally:
                         await cancel_and_wait(metadata)
                     if index + 1 - confirmed > _MAX_AHEAD:
-                        confirmed = await _wait_grabbed(camera, sending, index + 1 - _MAX_AHEAD)
+                        confirmed = await _wait_grabbed(camera, sending,
+                                                        index + 1 - _MAX_AHEAD, number)
                     rest = exposure - (loop.time() - began)
                     if rest > 0:
                         await sleep(rest)  # keeps sub-millisecond rests
@@ -467,7 +465,7 @@ class ImagingExperiment(Experiment):
             grabbed = 0
             for index in range(number):
                 if grabbed <= index:
-                    grabbed = await _wait_grabbed(camera, sending, index + 1, scan)
+                    grabbed = await _wait_grabbed(camera, sending, index + 1, number, scan)
                 extra = info(index)
                 extra.update(await self._frame_metadata())
                 token = FrameToken.new(last=index + 1 == number)

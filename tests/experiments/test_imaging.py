@@ -152,24 +152,38 @@ async def test_camera_settings_go_back_while_the_finish_hook_runs(devices):
     assert await devices.shutter.get_state() == "closed"
 
 
-async def test_wait_grabbed_counts_again_when_the_send_has_just_ended():
-    # The camera may finish between reading its counter and seeing the send done: the
-    # counter is read once more before that is called a short stream.
+async def test_wait_grabbed_needs_no_count_once_the_send_ended_well():
+    """Once ``grab_send(n)`` has ended well all n frames were grabbed: the wait answers n
+    without reading the camera's counter; a failed send raises its error."""
+    from concert_core.dataplane import ImageReceiver
     from concert_core.devices.cameras.base import CameraError
+    from concert_core.devices.cameras.dummy import Camera
     from experiments.imaging import _wait_grabbed
 
-    class Counter:
-        def __init__(self, *values: int) -> None:
-            self.values = list(values)
+    camera = await Camera(width=16, height=8, frame_rate=1000 / q.s)
+    await camera.set_data_endpoint("tcp://127.0.0.1:0")
+    reads = []
+    get_frames_grabbed = camera.get_frames_grabbed
 
-        async def get_frames_grabbed(self) -> int:
-            return self.values.pop(0) if len(self.values) > 1 else self.values[0]
+    async def counted() -> int:
+        reads.append(await get_frames_grabbed())
+        return reads[-1]
 
-    sending = asyncio.get_running_loop().create_future()
-    sending.set_result(None)
-    assert await _wait_grabbed(Counter(9, 10), sending, 10) == 10
-    with pytest.raises(CameraError, match="after 7 of 10"):
-        await _wait_grabbed(Counter(7), sending, 10)
+    camera.get_frames_grabbed = counted
+    async with ImageReceiver(await camera.get_data_endpoint(), timeout=5) as receiver:
+        sending = camera.grab_send(6)
+        assert await _wait_grabbed(camera, sending, 2, 6) >= 2
+        assert reads  # while it sends, the counter is read
+        frames_ = [frame async for frame in receiver.frames()]
+        await sending
+        reads.clear()
+        assert await _wait_grabbed(camera, sending, 6, 6) == 6 and reads == []
+        assert len(frames_) == 6
+    await camera.set_data_endpoint("")
+    failed = asyncio.get_running_loop().create_future()
+    failed.set_exception(CameraError("sensor gone"))
+    with pytest.raises(CameraError, match="sensor gone"):
+        await _wait_grabbed(camera, failed, 1, 6)
 
 
 async def test_ring_current_is_read_again_once_older_than_its_max_age(devices):
