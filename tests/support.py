@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from concert_core.dataplane import ImageReceiver
@@ -16,3 +18,24 @@ def argv(server: str, instance: str) -> list[str]:
 async def collect(receiver: ImageReceiver, **kwargs: Any) -> list[Any]:
     """Every frame ``receiver`` gets until the end of its stream."""
     return [frame async for frame in receiver.frames(**kwargs)]
+
+
+def prepare_walker_and_camera(tango_servers: Any, instance: str, walker: str, camera: str,
+                              root: Path, source: Path, stream_timeout: str,
+                              frame_rate: str) -> list[Any]:
+    """Prepare (not start) ``instance`` of a walker server with device ``walker`` below
+    ``root`` and of a camera server with a FileCamera ``camera`` serving the TIFF files
+    of ``source`` (exposure 0.1 ms); return both, for ``tango_servers.start_all``."""
+    return [
+        tango_servers.prepare(
+            argv("ConcertWalker", instance), "ConcertWalker", instance,
+            {"DirectoryWalker": [walker]},
+            {walker: {"root": [str(root)],
+                      "concert_args": [json.dumps({"stream_timeout": stream_timeout})]}}),
+        tango_servers.prepare(
+            argv("ConcertCamera", instance), "ConcertCamera", instance, {"Camera": [camera]},
+            {camera: {"concert_class": ["concert_core.devices.cameras.dummy:FileCamera"],
+                      "concert_args": [json.dumps({"pattern_or_directory": str(source),
+                                                   "frame_rate": frame_rate,
+                                                   "exposure_time": "0.1 ms"})]}}),
+    ]

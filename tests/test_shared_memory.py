@@ -39,7 +39,7 @@ from concert_core.dataplane.shared import SHM_DIR, SharedFrames
 from concert_core.devices.cameras.dummy import Camera, FileCamera
 from concert_core.helpers import ImageWithMetadata
 from concert_core.quantities import q
-from tests.support import argv, collect
+from tests.support import collect, prepare_walker_and_camera
 from walkers import DirectoryWalker, HDF5Walker, read_hdf5, read_image, write_tiff
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(SHM_DIR), reason="needs /dev/shm")
@@ -496,17 +496,9 @@ def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory):
         name = str(source / f"src_{i:02}.tif")
         sources[name] = frame_of(100 + i, SERVER_SHAPE)
         write_tiff(name, sources[name])
-    walker = tango_servers.prepare(
-        argv("ConcertWalker", "shmtest"), "ConcertWalker", "shmtest",
-        {"DirectoryWalker": [WALKER]},
-        {WALKER: {"root": [str(root)], "concert_args": ['{"stream_timeout": "10 s"}']}})
-    camera = tango_servers.prepare(
-        argv("ConcertCamera", "shmtest"), "ConcertCamera", "shmtest", {"Camera": [CAMERA]},
-        {CAMERA: {"concert_class": ["concert_core.devices.cameras.dummy:FileCamera"],
-                  "concert_args": [json.dumps({"pattern_or_directory": str(source),
-                                               "frame_rate": "5000 / s",
-                                               "exposure_time": "0.1 ms"})]}})
-    tango_servers.start_all([walker, camera])
+    tango_servers.start_all(prepare_walker_and_camera(
+        tango_servers, "shmtest", WALKER, CAMERA, root, source, stream_timeout="10 s",
+        frame_rate="5000 / s"))
     yield root, sources, tango.DeviceProxy(WALKER), tango.DeviceProxy(CAMERA)
 
 

@@ -29,7 +29,7 @@ from experiments import Consumer, FrameToken, RemoteImageWriter
 from experiments.synchrotron import Radiography
 from servers.bridge import _argin_type, decode_arguments
 from servers.introspect import Kind, commands_of
-from tests.support import argv
+from tests.support import prepare_walker_and_camera
 from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
 from walkers import remote as remote_module
 from walkers.device import WalkerDevice
@@ -65,16 +65,9 @@ def servers(tango_servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         name = str(source / f"src_{i:02}.tif")
         sources[name] = rng.integers(0, 65535, SHAPE, dtype=np.uint16)
         write_tiff(name, sources[name])
-    walker = tango_servers.prepare(
-        argv("ConcertWalker", "wtest"), "ConcertWalker", "wtest", {"DirectoryWalker": [WALKER]},
-        {WALKER: {"root": [str(root)], "concert_args": ['{"stream_timeout": "5 s"}']}})
-    camera = tango_servers.prepare(
-        argv("ConcertCamera", "wtest"), "ConcertCamera", "wtest", {"Camera": [CAMERA]},
-        {CAMERA: {"concert_class": ["concert_core.devices.cameras.dummy:FileCamera"],
-                  "concert_args": [json.dumps({"pattern_or_directory": str(source),
-                                               "frame_rate": "2000 / s",
-                                               "exposure_time": "0.1 ms"})]}})
-    tango_servers.start_all([walker, camera])
+    tango_servers.start_all(prepare_walker_and_camera(
+        tango_servers, "wtest", WALKER, CAMERA, root, source, stream_timeout="5 s",
+        frame_rate="2000 / s"))
     walker_proxy, camera_proxy = tango.DeviceProxy(WALKER), tango.DeviceProxy(CAMERA)
     camera_proxy.write_attribute("data_endpoint", "tcp://127.0.0.1:0")
     yield Servers(root, outside, sources, walker_proxy, camera_proxy)

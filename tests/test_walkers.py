@@ -284,8 +284,7 @@ async def test_hdf5_file_closed_by_the_writer_after_its_sequence(tmp_path, outco
     """``close_after_sequence``: the writer thread closes the file when the sequence
     ends, whatever the outcome; what was written is complete, a failure leaves nothing."""
     filename = str(tmp_path / "one.h5")
-    walker = await HDF5Walker(filename)
-    walker.close_after_sequence = True
+    walker = await HDF5Walker(filename, close_after_sequence=True)
     data = {"written": frames(5), "empty": [],
             "failed": [*frames(3), np.zeros((2, 2), np.uint16)]}[outcome]
     if outcome == "failed":

@@ -254,9 +254,9 @@ class WalkerDevice(Device):
             return self._walker, await self._walker.create_writer(frames, dsetname=dsetname)
         name = split_dsetformat(dsetname)
         filename = self._inside(f"{name}.h5")
-        walker = await HDF5Walker(filename, dsetname=name,
-                                  compression=self._compression or None)
-        walker.close_after_sequence = True  # by the writer thread, right after the data
+        walker = await HDF5Walker(filename, dsetname=name,  # one file per sequence
+                                  compression=self._compression or None,
+                                  close_after_sequence=True)
         created = walker.created
         try:
             writer = await walker.create_writer(frames)

@@ -213,14 +213,15 @@ class HDF5Walker(Walker):
     """
 
     async def __ainit__(
-        self, root_file: str, dsetname: str = "frames", compression: Any = None
+        self, root_file: str, dsetname: str = "frames", compression: Any = None,
+        close_after_sequence: bool = False,
     ) -> None:
         await super().__ainit__("/", dsetname)
         self.filename = os.path.abspath(root_file)
         self.options = compression_options(compression)
         #: True: the file is closed as soon as a sequence has been written (or aborted),
         #: for a file that holds one sequence.
-        self.close_after_sequence = False
+        self.close_after_sequence = close_after_sequence
         #: Whether opening created the file (it did not exist before).
         self.created = False
         self.file: h5py.File = await asyncio.to_thread(self._open)
