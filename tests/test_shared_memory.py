@@ -294,7 +294,10 @@ async def test_a_larger_frame_replaces_the_segment():
         for i, (frame, shape) in enumerate(zip(frames, shapes, strict=True)):
             np.testing.assert_array_equal(frame, frame_of(i, shape))
         assert receiver.refused == 0
-        del frames, frame
+        # Woken by the collecting task's end, the loop's callback still holds that task
+        # (and its result) until this step yields: drop our references, then yield.
+        del frames, frame, task
+        await asyncio.sleep(0)
         gc.collect()
         task = asyncio.create_task(collect(receiver))
         await sender.send(frame_of(9, SHAPE))  # a new stream: retired rings are swept
