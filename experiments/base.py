@@ -12,7 +12,6 @@ of every device and experiment parameter at its start and at its end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -391,7 +390,7 @@ class Experiment(Parameterizable):
         try:
             values = await (self.get_metadata() if metadata is None else metadata)
             values.update(extra)
-            async with walker if hasattr(walker, "__aenter__") else contextlib.nullcontext():
+            async with walker:
                 await walker.log_to_json(values, filename)
         except Exception:
             self.log.exception("could not write %s", filename)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,24 @@ from concert_core.dataplane import ImageReceiver
 def argv(server: str, instance: str) -> list[str]:
     """The command line that runs ``instance`` of the device server ``server``."""
     return [sys.executable, "-m", "servers.main", server, instance]
+
+
+def spy_on(proxy: Any, method: str) -> list[tuple[str, ...]]:
+    """The attribute names each later ``method`` call of ``proxy`` (a real DeviceProxy:
+    ``read_attributes``, ``write_read_attributes``, ...) names first, one tuple per call;
+    the calls themselves go through unchanged."""
+    calls: list[tuple[str, ...]] = []
+    original = getattr(proxy, method)
+
+    def spy(names: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(tuple(name if isinstance(name, str) else name[0] for name in names))
+        return original(names, *args, **kwargs)
+
+    with warnings.catch_warnings():  # PyTango warns that the interface is open now
+        warnings.simplefilter("ignore")
+        proxy.unfreeze_dynamic_interface()
+    setattr(proxy, method, spy)
+    return calls
 
 
 async def collect(receiver: ImageReceiver, **kwargs: Any) -> list[Any]:

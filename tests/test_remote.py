@@ -13,7 +13,6 @@ import json
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from concert_core.errors import (
 )
 from concert_core.quantities import q
 from concert_core.remote import TangoDevice
+from tests.support import collect, spy_on
 
 pytestmark = pytest.mark.tango
 
@@ -228,22 +228,6 @@ async def camera(request, servers):
         await device.disconnect()
 
 
-def counted(proxy, method: str) -> list:
-    """The names each later ``method`` call of ``proxy`` (a real DeviceProxy) asks for."""
-    calls: list = []
-    original = getattr(proxy, method)
-
-    def counting(names, *args):
-        calls.append([name if isinstance(name, str) else name[0] for name in names])
-        return original(names, *args)
-
-    with warnings.catch_warnings():  # PyTango warns that the interface is open now
-        warnings.simplefilter("ignore")
-        proxy.unfreeze_dynamic_interface()
-    setattr(proxy, method, counting)
-    return calls
-
-
 async def test_write_values_in_order_and_refusals_write_nothing(camera) -> None:
     await camera.write_values({"exposure_time": 3 * q.ms, "trigger_source": "EXTERNAL"})
     assert (await camera.get_exposure_time()).to(q.ms).magnitude == pytest.approx(3)
@@ -267,13 +251,13 @@ async def test_remote_reads_and_writes_go_in_one_round_trip(servers) -> None:
     camera = await TangoDevice(CAMERA)
     try:
         source = await camera.get_trigger_source()
-        reads = counted(camera.proxy, "read_attributes")
-        writes = counted(camera.proxy, "write_read_attributes")
+        reads = spy_on(camera.proxy, "read_attributes")
+        writes = spy_on(camera.proxy, "write_read_attributes")
         values = await camera.read_values(["state", "exposure_time", "trigger_source"])
-        assert reads == [["exposure_time", "trigger_source", "Status"]]
+        assert reads == [("exposure_time", "trigger_source", "Status")]
         assert values["state"] == "standby" and values["trigger_source"] == source
         await camera.write_values({"trigger_source": "EXTERNAL", "frame_rate": 50 / q.s})
-        assert writes == [["trigger_source", "frame_rate"]]
+        assert writes == [("trigger_source", "frame_rate")]
         assert await camera.get_trigger_source() == "EXTERNAL"
         assert (await camera.get_frame_rate()).magnitude == pytest.approx(50)
         await camera.write_values({"trigger_source": source})
@@ -291,7 +275,7 @@ async def test_remote_long_methods_start_at_once_and_tell_their_start(servers) -
             sending = camera.grab_send(3)
             assert isinstance(sending, asyncio.Task)
             assert await sending.started == "recording"
-            frames = [frame async for frame in receiver.frames()]
+            frames = await collect(receiver)
             await sending
         assert len(frames) == 3
         assert await camera.get_state() == "standby"

@@ -29,7 +29,7 @@ from experiments import Consumer, FrameToken, RemoteImageWriter
 from experiments.synchrotron import Radiography
 from servers.bridge import _argin_type, decode_arguments
 from servers.introspect import Kind, commands_of
-from tests.support import prepare_walker_and_camera
+from tests.support import prepare_walker_and_camera, spy_on
 from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
 from walkers import remote as remote_module
 from walkers.device import WalkerDevice
@@ -356,17 +356,7 @@ def test_the_end_of_a_sequence_is_read_once_after_its_state_event(servers: Serve
 
     async def run() -> None:
         remote = await RemoteDirectoryWalker(WALKER, dsetname="f_{:>03}.tif")
-        reads: list[tuple[str, ...]] = []
-        proxy = remote.device
-        read_attributes = proxy.read_attributes
-        with pytest.warns(tango.PyTangoUserWarning):
-            proxy.unfreeze_dynamic_interface()
-
-        def spy(names, *args, **kwargs):
-            reads.append(tuple(names))
-            return read_attributes(names, *args, **kwargs)
-
-        proxy.read_attributes = spy
+        reads = spy_on(remote.device, "read_attributes")
         counted = (*remote_module._COUNTERS, "State", "Status")
         try:
             for number, count in enumerate((3, 5)):  # the first end also comes by event
