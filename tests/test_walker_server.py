@@ -18,11 +18,12 @@ import pytest
 import tango
 
 from concert_core.coroutines import wait_until
-from concert_core.dataplane import ImageReceiver, ImageSender
+from concert_core.dataplane import DataPlaneTimeout, ImageReceiver, ImageSender
+from concert_core.devices.cameras.base import SEND_AHEAD
 from concert_core.devices.cameras.dummy import Camera
 from concert_core.devices.motors.dummy import LinearMotor
 from concert_core.devices.shutters.dummy import Shutter
-from concert_core.errors import SelectionError
+from concert_core.errors import SelectionError, StateError
 from concert_core.quantities import q
 from concert_core.remote import TangoDevice
 from experiments import Consumer, FrameToken, RemoteImageWriter
@@ -611,6 +612,55 @@ def test_camera_grab_send_and_stream_send_locally() -> None:
                 await task
             assert got >= 3 and receiver.complete
         await camera.set_data_endpoint("")
+
+    asyncio.run(run())
+
+
+def test_a_sending_camera_grabs_ahead_of_a_late_receiver_and_no_further() -> None:
+    """A running camera (AUTO, not buffered: it keeps only its newest frame) goes on
+    grabbing while its receiver is not connected yet, up to SEND_AHEAD frames, and sends
+    them all once it is: the frames are consecutive, none was skipped."""
+    async def run() -> None:
+        camera = await Camera(width=32, height=16, frame_rate=100 / q.s)
+        await camera.set_data_endpoint("tcp://127.0.0.1:0")
+        endpoint = await camera.get_data_endpoint()
+        task = camera.grab_send(SEND_AHEAD + 4)
+        await wait_until(lambda: camera._frames_grabbed >= SEND_AHEAD, timeout=5)
+        await asyncio.sleep(0.05)  # five frame periods: no more frames are taken
+        assert await camera.get_frames_grabbed() == SEND_AHEAD
+        async with ImageReceiver(endpoint, timeout=5) as receiver:
+            frames = [frame async for frame in receiver.frames()]
+            await task
+            assert receiver.complete
+        indices = [frame.metadata["index"] for frame in frames]
+        assert indices[:SEND_AHEAD] == list(range(indices[0], indices[0] + SEND_AHEAD))
+        assert len(frames) == SEND_AHEAD + 4
+        await camera.set_data_endpoint("")
+
+    asyncio.run(run())
+
+
+def test_a_failed_grab_ends_the_send_after_the_frames_grabbed_before_it() -> None:
+    """Frames grabbed ahead before a grab fails are all sent; the stream gets no end (the
+    receiver does not take it as whole) and grab_send raises the grab's error."""
+    async def run() -> None:
+        camera = await Camera(width=32, height=16, frame_rate=200 / q.s)
+        await camera.set_data_endpoint("tcp://127.0.0.1:0")
+        endpoint = await camera.get_data_endpoint()
+        async with ImageReceiver(endpoint, timeout=0.5) as receiver:
+            task = camera.grab_send(50)
+            frames = []
+            with pytest.raises(DataPlaneTimeout):  # no end comes
+                async for frame in receiver.frames():
+                    frames.append(frame)
+                    if len(frames) == 3:
+                        await camera.inject_fault("grab")
+            with pytest.raises(StateError, match="injected fault"):
+                await task
+            assert not receiver.complete
+        assert 3 <= len(frames) == await camera.get_frames_grabbed() < 50
+        assert [frame.metadata["index"] for frame in frames] == sorted(
+            frame.metadata["index"] for frame in frames)
 
     asyncio.run(run())
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from concert_core.coroutines.base import background, run_in_executor
+from concert_core.coroutines.base import background, cancel_and_wait, run_in_executor
 from concert_core.dataplane.sender import ImageSender, resolve_endpoint
 from concert_core.dataplane.trigger import TriggerInput
 from concert_core.devices.base import Device
@@ -43,6 +43,8 @@ LOG = logging.getLogger(__name__)
 TRIGGER_SOURCES = ("AUTO", "SOFTWARE", "EXTERNAL")
 #: A converted frame larger than this is converted in a worker thread.
 _CONVERT_IN_THREAD_BYTES = 1 << 20
+#: Frames a camera sending to its ``data_endpoint`` may have grabbed but not yet sent.
+SEND_AHEAD = 8
 #: Shortest interval between two announcements of the frame counter (s).
 _COUNTER_PERIOD = 0.05
 
@@ -380,19 +382,35 @@ class Camera(Device):
             self._sending = False
 
     async def _send_frames(self, sender: ImageSender, num: int | None) -> None:
+        """Grab ``num`` frames (``None``: while recording) and send them. Grabbing runs up
+        to :data:`SEND_AHEAD` frames ahead of sending, so that a receiver that connects
+        late (a writer starting) or stalls briefly costs a running camera no frames."""
         self._allocate = sender.buffer  # frames are made where they are sent from
+        room = asyncio.Semaphore(SEND_AHEAD)
+        grabbed: asyncio.Queue[ImageWithMetadata | None] = asyncio.Queue()
+
+        async def grab_all() -> None:
+            frames = self.stream() if num is None else (await self.grab() for _ in range(num))
+            async with contextlib.aclosing(frames):
+                await room.acquire()
+                async for frame in frames:
+                    grabbed.put_nowait(frame)
+                    await room.acquire()
+
+        grabbing = asyncio.ensure_future(grab_all())
+        grabbing.add_done_callback(lambda _: grabbed.put_nowait(None))  # ended, or failed
         try:
-            if num is None:
-                async for frame in self.stream():
-                    await sender.send(frame)
-            else:
-                for _ in range(num):
-                    await sender.send(await self.grab())
+            while (frame := await grabbed.get()) is not None:
+                await sender.send(frame)
+                del frame  # a slot in shared memory goes back once the receiver is done
+                room.release()
+            await grabbing  # a failed grab ends the stream after the frames before it
             await sender.end()
             # The final count is announced before the state leaves recording, so whoever
             # sees the end sees every frame counted (the counter is otherwise throttled).
             self["frames_grabbed"].notify(self._frames_grabbed)
         except BaseException:
+            await cancel_and_wait(grabbing)
             sender.restart()  # no end: the receiver must not take a partial stream as whole
             raise
         finally:
