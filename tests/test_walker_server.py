@@ -625,7 +625,11 @@ def test_a_sending_camera_grabs_ahead_of_a_late_receiver_and_no_further() -> Non
         await camera.set_data_endpoint("tcp://127.0.0.1:0")
         endpoint = await camera.get_data_endpoint()
         task = camera.grab_send(SEND_AHEAD + 4)
-        await wait_until(lambda: camera._frames_grabbed >= SEND_AHEAD, timeout=5)
+
+        async def ahead() -> bool:
+            return await camera.get_frames_grabbed() >= SEND_AHEAD
+
+        await wait_until(ahead, sleep_time=0.005, timeout=5)
         await asyncio.sleep(0.05)  # five frame periods: no more frames are taken
         assert await camera.get_frames_grabbed() == SEND_AHEAD
         async with ImageReceiver(endpoint, timeout=5) as receiver:

@@ -27,7 +27,7 @@ from concert_core import errors as concert_errors
 from concert_core.dataplane import ImageSender, wire
 from concert_core.helpers import CommData
 from concert_core.remote.calls import call as _call
-from concert_core.remote.tango import concert_state_of
+from concert_core.remote.tango import STATE_ATTRIBUTES, concert_state_of
 from walkers import base as walker_errors
 from walkers.base import (
     LoggingHandlerCloser,
@@ -329,14 +329,14 @@ class RemoteDirectoryWalker(Walker):
                 self._watch.changed.clear()
                 if trust and self._watch.ends > ends:
                     *values, state, status = await _call(
-                        self.device.read_attributes, [*_COUNTERS, "State", "Status"])
+                        self.device.read_attributes, [*_COUNTERS, *STATE_ATTRIBUTES])
                     if state.value != tango.DevState.RUNNING:
                         counters = _counters_of(values)
                         break
                     trust = read_state = False  # the event was not this sequence's
                 if read_state:
                     state, status = await _call(self.device.read_attributes,
-                                                ["State", "Status"])
+                                                STATE_ATTRIBUTES)
                     if state.value != tango.DevState.RUNNING:
                         break
                 try:

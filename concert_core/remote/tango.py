@@ -40,6 +40,8 @@ from concert_core.state import ANY, State
 LOG = logging.getLogger(__name__)
 
 BUSY = (tango.DevState.MOVING, tango.DevState.RUNNING)
+#: The attributes a long operation reads back to know where it stands.
+STATE_ATTRIBUTES = ["State", "Status"]
 NOT_SPECIFIED = "Not specified"
 
 
@@ -89,8 +91,7 @@ class RemoteDevice(Device):
 
     # -- state -------------------------------------------------------------------------
     async def _remote_state(self) -> tuple[tango.DevState, str]:
-        state, status = await call(self.proxy.read_attributes, ["State", "Status"])
-        return state.value, status.value
+        return _state_of(await call(self.proxy.read_attributes, STATE_ATTRIBUTES))
 
     async def wait_idle(self, timeout: float | None = None,
                         targets: frozenset[str] | None = None,
@@ -148,16 +149,14 @@ class RemoteDevice(Device):
 
     def _with_state(self, result: Any) -> tuple[Any, tuple[tango.DevState, str]]:
         """``result`` and the (State, Status) read now (blocking: a call thread's part)."""
-        state, status = self.proxy.read_attributes(["State", "Status"])
-        return result, (state.value, status.value)
+        return result, _state_of(self.proxy.read_attributes(STATE_ATTRIBUTES))
 
     async def _write_long(self, items: list[tuple[str, Any]]) -> None:
         """Write the attributes of ``items`` (name, Tango value), in order, and wait for the
         operations they started: one round trip writes and reads State and Status back
         (Tango's write_read_attributes)."""
         def start() -> tuple[None, tuple[tango.DevState, str]]:
-            state, status = self.proxy.write_read_attributes(items, ["State", "Status"])
-            return None, (state.value, status.value)
+            return None, _state_of(self.proxy.write_read_attributes(items, STATE_ATTRIBUTES))
 
         await self._run_long(start)
 
@@ -239,6 +238,12 @@ class RemoteQuantity(Quantity):
 
     def make_value(self, instance: Any) -> QuantityValue:
         return _ServerLimitedValue(instance, self)
+
+
+def _state_of(replies: Any) -> tuple[tango.DevState, str]:
+    """(State, Status) from the replies of a read of :data:`STATE_ATTRIBUTES`."""
+    state, status = replies
+    return state.value, status.value
 
 
 def _decoded(reply: Any, decode: Callable[[Any], Any]) -> Any:
@@ -470,5 +475,5 @@ async def TangoDevice(name: str, timeout: float = 3.0) -> RemoteDevice:  # noqa:
     return device
 
 
-__all__ = ["RemoteDevice", "RemoteError", "TangoDevice", "concert_error", "concert_state_of",
-           "find_family"]
+__all__ = ["STATE_ATTRIBUTES", "RemoteDevice", "RemoteError", "TangoDevice", "concert_error",
+           "concert_state_of", "find_family"]
