@@ -202,6 +202,34 @@ async def test_step_scan_pulses_at_the_pace_of_dwell():
     await camera.set_trigger_input("")
 
 
+async def test_a_step_scan_keeps_its_timeline_when_the_host_is_late():
+    """A motion controller's scan runs on its own clock: when the host holds the
+    simulation up (here the event loop, blocked 60 ms after the third pulse), the
+    following steps are shortened until it is back on the plan, so the scan ends when
+    its plan says; it is never ahead of the plan, and no pulse is lost."""
+    motor = await motors.RotationMotor(speed=36000 * q.deg / q.s)
+    await motor.set_trigger_output(LOOPBACK)
+    stamps: list[float] = []
+
+    def on_pulse(index: int) -> None:
+        stamps.append(time.monotonic())
+        if index == 2:
+            time.sleep(0.06)  # the host is busy: nothing in this process runs
+
+    line = TriggerInput(await motor.get_trigger_output(), on_pulse)
+    await motor._trigger.wait_listeners(1, timeout=2)
+    dwell, num = 0.02, 10
+    planned = num * dwell + (num - 1) * 1 / 36000
+    began = time.monotonic()
+    await motor.step_scan(1 * q.deg, num, dwell * q.s)
+    took = time.monotonic() - began
+    assert planned <= took < planned + 0.025  # without catching up: planned + 40-60 ms
+    await until(lambda: len(stamps) == num)
+    assert stamps[num - 1] - stamps[0] >= (num - 1) * dwell  # not ahead of the plan
+    assert (await motor.get_position()).magnitude == pytest.approx(num - 1)
+    await line.aclose()
+
+
 async def test_step_scan_refusals_move_nothing(monkeypatch):
     motor = await motors.RotationMotor(position=1 * q.deg)
     with pytest.raises(TriggerError, match="trigger_output"):

@@ -11,6 +11,9 @@ raised. A move back inside the limits works from ``hard-limit``.
 A :meth:`step_scan` drives each step like a move (same speed, faults and hard limits)
 without leaving ``moving`` in between, pulses the trigger output on arrival and waits
 the dwell time; :meth:`stop` or cancellation ends it within the step or dwell it is in.
+Like a motion controller it keeps to its own timeline (step ``i`` arrives at the start
+plus ``i`` times travel and dwell): a step the host has held up (a busy machine) is
+shortened until the scan is back on it, so the delay does not add up over the steps.
 While it runs the position is announced at most every ``update_interval`` (and at its
 end), not after every step.
 
@@ -166,9 +169,12 @@ class _SimulatedMotor(SimulatedDevice):
         await self._drive(_Motion(False, self.take_fault("stall")), velocity, target)
 
     # -- motion ------------------------------------------------------------------------
-    def _plan(self, motion: _Motion, p0: float, velocity: float, target: float | None) -> None:
-        """Set ``motion`` to start now at ``p0`` with ``velocity`` towards ``target``."""
-        motion.p0, motion.t0, motion.velocity = p0, time.monotonic(), velocity
+    def _plan(self, motion: _Motion, p0: float, velocity: float, target: float | None,
+              start: float | None = None) -> None:
+        """Set ``motion`` to start at ``p0`` with ``velocity`` towards ``target``, at the
+        monotonic time ``start`` (None: now)."""
+        motion.p0, motion.velocity = p0, velocity
+        motion.t0 = time.monotonic() if start is None else start
         limit = self._upper_hard if velocity >= 0 else self._lower_hard
 
         def beyond(position: float | None) -> bool:
@@ -197,12 +203,13 @@ class _SimulatedMotor(SimulatedDevice):
             motion.t_end = motion.t0 + (end - p0) / velocity
 
     async def _drive(self, motion: _Motion, velocity: float, target: float | None,
-                     announce: bool = True) -> None:
-        """Run ``motion`` with ``velocity`` to ``target`` (None: until stopped).
+                     announce: bool = True, start: float | None = None) -> None:
+        """Run ``motion`` with ``velocity`` to ``target`` (None: until stopped), from the
+        monotonic time ``start`` (None: now; a time past shortens the wait for the end).
 
         ``announce=False`` (a step of a scan): neither the end position nor the velocity
         is notified; the caller announces them."""
-        self._plan(motion, self._position, velocity, target)
+        self._plan(motion, self._position, velocity, target, start)
         self._motion = motion
         self._stop_requested = False
         self._idle.clear()
@@ -300,23 +307,26 @@ class _SimulatedMotor(SimulatedDevice):
                              output: TriggerOutput) -> None:
         self._stop_requested = False
         notify = self["position"].notify
-        announced = time.monotonic()
+        announced = clock = time.monotonic()  # clock: where the scan's timeline is
         velocity = math.copysign(self._speed, step)
         try:
             for index in range(num):
                 if index:
                     self._target = target = p0 + index * step
-                    await self._drive(_Motion(False, self.take_fault("stall")), velocity,
-                                      target, announce=False)
+                    motion = _Motion(False, self.take_fault("stall"))
+                    await self._drive(motion, velocity, target, announce=False, start=clock)
                     if self._stop_requested:
                         return
+                    clock = motion.t_end
                     if time.monotonic() - announced >= self._interval:
                         announced = time.monotonic()
                         notify(self._quantity(self._position))
                 output.pulse(index)
-                if dwell > 0:
-                    await self._pause(dwell, precise=True)
-                else:  # a null (or tiny) step need not wait: let the loop, and stop(), in
+                clock += dwell
+                rest = clock - time.monotonic()
+                if rest > 0:
+                    await self._pause(rest, precise=True)
+                else:  # on time already (or a null dwell): let the loop, and stop(), in
                     await asyncio.sleep(0)
                 if self._stop_requested:
                     return
