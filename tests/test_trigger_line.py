@@ -62,7 +62,7 @@ async def wired(motor_cls=motors.RotationMotor, **motor_kwargs):
 
 async def counting_input(endpoint: str) -> tuple[TriggerInput, list[int]]:
     seen: list[int] = []
-    return TriggerInput(endpoint, seen.append), seen
+    return TriggerInput(endpoint, lambda index, _sent: seen.append(index)), seen
 
 
 # -- the line itself ------------------------------------------------------------------------------
@@ -89,6 +89,22 @@ async def test_pulses_arrive_in_order_at_every_listener_and_listeners_are_counte
         output.pulse(0)
 
 
+async def test_a_pulse_carries_the_time_it_was_sent():
+    output = TriggerOutput(LOOPBACK)
+    pulses: list[tuple[int, float]] = []
+    line = TriggerInput(output.endpoint, lambda index, sent: pulses.append((index, sent)))
+    await output.wait_listeners()
+    before = time.time()
+    output.pulse(0)
+    after = time.time()
+    output.pulse(1, sent=1234.5)  # a simulated controller's planned time
+    await until(lambda: len(pulses) == 2)
+    assert pulses[0][0] == 0 and before <= pulses[0][1] <= after
+    assert pulses[1] == (1, 1234.5)
+    await line.aclose()
+    output.close()
+
+
 async def test_wait_listeners_times_out_with_a_clear_error():
     output = TriggerOutput(LOOPBACK)
     began = time.monotonic()
@@ -111,9 +127,10 @@ async def test_malformed_messages_are_counted_and_ignored():
         publisher.send(encode_pulse(3) + b"!")  # wrong size
         publisher.send_multipart([encode_pulse(4), b"extra"])  # two parts
         publisher.send(b"XXXX" + encode_pulse(5)[4:])  # wrong magic
+        publisher.send(b"TTL1" + (6).to_bytes(8, "little"))  # the old 12-byte format
         publisher.send(encode_pulse(7))
         await until(lambda: seen == [7])
-        assert line.refused == 4 and line.received == 1 and line.running
+        assert line.refused == 5 and line.received == 1 and line.running
     finally:
         await line.aclose()
         publisher.close()
@@ -123,7 +140,7 @@ async def test_a_failing_callback_is_counted_and_the_line_goes_on():
     output = TriggerOutput(LOOPBACK)
     seen: list[int] = []
 
-    async def on_pulse(index: int) -> None:
+    async def on_pulse(index: int, _sent: float) -> None:
         if index == 1:
             raise RuntimeError("boom")
         seen.append(index)
@@ -206,28 +223,56 @@ async def test_a_step_scan_keeps_its_timeline_when_the_host_is_late():
     """A motion controller's scan runs on its own clock: when the host holds the
     simulation up (here the event loop, blocked 60 ms after the third pulse), the
     following steps are shortened until it is back on the plan, so the scan ends when
-    its plan says; it is never ahead of the plan, and no pulse is lost."""
+    its plan says; it is never ahead of the plan, no pulse is lost, and each pulse
+    carries the time the plan had for it."""
     motor = await motors.RotationMotor(speed=36000 * q.deg / q.s)
     await motor.set_trigger_output(LOOPBACK)
-    stamps: list[float] = []
+    arrived: list[float] = []
+    sent: list[float] = []
 
-    def on_pulse(index: int) -> None:
-        stamps.append(time.monotonic())
+    def on_pulse(index: int, at: float) -> None:
+        arrived.append(time.monotonic())
+        sent.append(at)
         if index == 2:
             time.sleep(0.06)  # the host is busy: nothing in this process runs
 
     line = TriggerInput(await motor.get_trigger_output(), on_pulse)
     await motor._trigger.wait_listeners(1, timeout=2)
-    dwell, num = 0.02, 10
-    planned = num * dwell + (num - 1) * 1 / 36000
+    dwell, num, travel = 0.02, 10, 1 / 36000
+    planned = num * dwell + (num - 1) * travel
     began = time.monotonic()
     await motor.step_scan(1 * q.deg, num, dwell * q.s)
     took = time.monotonic() - began
     assert planned <= took < planned + 0.025  # without catching up: planned + 40-60 ms
-    await until(lambda: len(stamps) == num)
-    assert stamps[num - 1] - stamps[0] >= (num - 1) * dwell  # not ahead of the plan
+    await until(lambda: len(sent) == num)
+    assert arrived[-1] - arrived[0] >= (num - 1) * dwell  # not ahead of the plan
+    period = dwell + travel
+    assert [at - sent[0] for at in sent] == pytest.approx(
+        [index * period for index in range(num)], abs=1e-6)
     assert (await motor.get_position()).magnitude == pytest.approx(num - 1)
     await line.aclose()
+
+
+async def test_a_camera_exposes_from_the_time_a_pulse_was_sent():
+    output = TriggerOutput(LOOPBACK)
+    camera = await make_camera(exposure_time=50 * q.ms, grab_timeout=1 * q.s)
+    await camera.set_trigger_input(output.endpoint)
+    await camera.set_trigger_source("EXTERNAL")
+    await output.wait_listeners()
+    async with camera.recording():
+        await asyncio.sleep(0.05)  # the pulse is sent while the camera records
+        sent = time.time() - 0.03  # and waited 30 ms for the camera's process
+        output.pulse(0, sent)
+        frame = await camera.grab()
+        assert frame.metadata["timestamp"] == pytest.approx(sent + 0.05, abs=0.005)
+        for skew in (-10, 10):  # another host's clock: exposed from the arrival
+            before = time.time()
+            output.pulse(1, before + skew)
+            frame = await asyncio.wait_for(camera.grab(), 0.5)
+            assert frame.metadata["timestamp"] >= before + 0.05
+    assert camera.pulses_ignored == 0
+    await camera.set_trigger_input("")
+    output.close()
 
 
 async def test_step_scan_refusals_move_nothing(monkeypatch):

@@ -4,17 +4,23 @@
 small message per :meth:`~TriggerOutput.pulse`, to every connected input at once. It
 never blocks; a pulse nobody listens to is lost, as on an unplugged cable. It counts its
 listeners from their subscriptions. :class:`TriggerInput` connects a SUB socket and calls
-``on_pulse(index)`` for every pulse, from a background task.
+``on_pulse(index, sent)`` for every pulse, from a background task.
 
-A pulse is a single-part message of 12 bytes: ``b"TTL1"`` and the pulse index as a
-little-endian unsigned 64-bit integer. Anything else is counted and ignored.
+A cable has no delay, but a message waits for the receiving process to get to it. So a
+pulse carries the time it was sent (``sent``, seconds since the epoch as ``time.time()``),
+and a receiver that simulates hardware (a camera exposing on the pulse) starts from that
+time rather than from the moment it read the message.
+
+A pulse is a single-part message of 20 bytes: ``b"TTL2"``, the pulse index as a
+little-endian unsigned 64-bit integer and ``sent`` as a little-endian 64-bit float.
+Anything else is counted and ignored.
 
 Inside a running event loop::
 
     output = TriggerOutput("tcp://127.0.0.1:0")
     line = TriggerInput(output.endpoint, print)
     await output.wait_listeners()
-    output.pulse(0)                # line prints 0
+    output.pulse(0)                # line prints 0 and the time it was sent
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import inspect
 import logging
 import operator
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,8 +44,8 @@ from concert_core.helpers import CommData
 LOG = logging.getLogger(__name__)
 
 #: First bytes of every pulse message.
-MAGIC = b"TTL1"
-_PULSE = struct.Struct("<4sQ")
+MAGIC = b"TTL2"
+_PULSE = struct.Struct("<4sQd")
 #: Pulses queued per listener; further ones are dropped (a listener that stopped reading).
 PULSE_HWM = 10_000
 #: Seconds between two looks at the subscriptions while waiting for listeners.
@@ -51,23 +58,26 @@ class TriggerError(DataPlaneError):
     """A trigger line cannot be used: no output set, a malformed pulse, ..."""
 
 
-def encode_pulse(index: int) -> bytes:
-    """The message of pulse ``index`` (a non-negative integer)."""
+def encode_pulse(index: int, sent: float | None = None) -> bytes:
+    """The message of pulse ``index`` (a non-negative integer) sent at ``sent`` (seconds
+    since the epoch; None: now)."""
     try:
         number = operator.index(index)
     except TypeError:
         number = -1
     if isinstance(index, bool) or not 0 <= number < 1 << 64:
         raise ValueError(f"a pulse index must be a non-negative integer, not {index!r}")
-    return _PULSE.pack(MAGIC, number)
+    return _PULSE.pack(MAGIC, number, time.time() if sent is None else float(sent))
 
 
-def decode_pulse(parts: list[bytes]) -> int:
-    """The index of a pulse message (its parts); :class:`TriggerError` if malformed."""
+def decode_pulse(parts: list[bytes]) -> tuple[int, float]:
+    """The index and the sending time of a pulse message (its parts);
+    :class:`TriggerError` if malformed."""
     if len(parts) != 1 or len(parts[0]) != _PULSE.size or not parts[0].startswith(MAGIC):
         sizes = [len(part) for part in parts]
         raise TriggerError(f"not a trigger pulse: {len(parts)} part(s) of {sizes} bytes")
-    return _PULSE.unpack(parts[0])[1]
+    _, index, sent = _PULSE.unpack(parts[0])
+    return index, sent
 
 
 def _zmq_refusal(what: str, endpoint: Any, error: zmq.ZMQError) -> ValueError:
@@ -140,11 +150,13 @@ class TriggerOutput:
                 )
             await asyncio.sleep(_LISTENER_POLL)
 
-    def pulse(self, index: int) -> None:
-        """Send pulse ``index`` to every listener; never blocks."""
+    def pulse(self, index: int, sent: float | None = None) -> None:
+        """Send pulse ``index`` to every listener; never blocks. ``sent`` is the time the
+        pulse stands for (seconds since the epoch; None: now): a simulated controller
+        that runs late passes the time its timeline had planned."""
         self._check_open()
         try:
-            self._socket.send(encode_pulse(index), zmq.NOBLOCK)
+            self._socket.send(encode_pulse(index, sent), zmq.NOBLOCK)
         except zmq.Again:  # an XPUB drops for a full listener; kept as a guard
             LOG.debug("trigger output %s: pulse %d dropped", self.endpoint, index)
             return
@@ -167,7 +179,8 @@ class TriggerOutput:
 class TriggerInput:
     """The receiving end of a trigger line: connects to ``endpoint`` at once (the
     subscription reaches the output before any pulse is sent) and calls
-    ``on_pulse(index)`` for every pulse, awaiting it if it returns an awaitable.
+    ``on_pulse(index, sent)`` for every pulse (``sent``: the time it was sent, seconds
+    since the epoch), awaiting it if it returns an awaitable.
 
     Must be created inside a running event loop. Malformed messages are counted in
     :attr:`refused`, failing callbacks in :attr:`failed` (and logged); neither stops the
@@ -176,7 +189,7 @@ class TriggerInput:
     strongly (use a weak reference), or the owner lives as long as the line.
     """
 
-    def __init__(self, endpoint: str | CommData, on_pulse: Callable[[int], Any],
+    def __init__(self, endpoint: str | CommData, on_pulse: Callable[[int, float], Any],
                  context: zmq.asyncio.Context | None = None) -> None:
         loop = asyncio.get_running_loop()
         address = resolve_endpoint(endpoint, bind=False)
@@ -213,14 +226,14 @@ class TriggerInput:
         while True:
             parts = await socket.recv_multipart()
             try:
-                index = decode_pulse(parts)
+                index, sent = decode_pulse(parts)
             except TriggerError as error:
                 self.refused += 1
                 LOG.debug("trigger input %s: %s (ignored)", self._endpoint, error)
                 continue
             self.received += 1
             try:
-                result = self._on_pulse(index)
+                result = self._on_pulse(index, sent)
                 if inspect.isawaitable(result):
                     await result
             except Exception as error:

@@ -329,9 +329,10 @@ class Camera(Device):
         # The line ends with the camera: nothing of it keeps the camera alive.
         self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
 
-    async def _trigger_pulse(self, index: int) -> None:
-        """A pulse on the trigger line: expose a frame, or count and log the pulse ignored."""
-        if not await self._external_pulse_real():
+    async def _trigger_pulse(self, index: int, sent: float) -> None:
+        """Pulse ``index`` on the trigger line, sent at ``sent`` (seconds since the epoch):
+        expose a frame, or count and log the pulse ignored."""
+        if not await self._external_pulse_real(sent):
             self.pulses_ignored += 1
             LOG.debug("%s: trigger pulse %d ignored (not recording with trigger_source "
                       "EXTERNAL)", type(self).__name__, index)
@@ -447,8 +448,9 @@ class Camera(Device):
     async def _grab_real(self) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} cannot grab")
 
-    async def _external_pulse_real(self) -> bool:
-        """Expose a frame on a trigger-line pulse; False if the camera ignores it."""
+    async def _external_pulse_real(self, sent: float) -> bool:
+        """Expose a frame on a trigger-line pulse sent at ``sent`` (seconds since the
+        epoch); False if the camera ignores it."""
         raise NotImplementedError(f"{type(self).__name__} cannot take trigger-line pulses")
 
 
@@ -461,11 +463,11 @@ def _limits_notifier(ref: weakref.ref, other: str) -> Callable[[Any, Any], None]
     return changed
 
 
-def _pulse_receiver(ref: weakref.ref) -> Callable[[int], Any]:
-    async def on_pulse(index: int) -> None:
+def _pulse_receiver(ref: weakref.ref) -> Callable[[int, float], Any]:
+    async def on_pulse(index: int, sent: float) -> None:
         camera = ref()
         if camera is not None:
-            await camera._trigger_pulse(index)
+            await camera._trigger_pulse(index, sent)
 
     return on_pulse
 

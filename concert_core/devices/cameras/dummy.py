@@ -15,8 +15,12 @@ Timing (all three):
   in order and waits until the frame is exposed; without a pending trigger it waits up to
   ``grab_timeout`` for one and then raises :class:`CameraError`.
 * ``EXTERNAL``: as SOFTWARE, but the frames are triggered by the public simulation helper
-  :meth:`external_trigger` (standing in for the TTL signal), which every pulse on the
-  trigger line (``trigger_input``) calls; ``trigger()`` is refused.
+  :meth:`external_trigger` (standing in for the TTL signal) or by the pulses on the trigger
+  line (``trigger_input``); ``trigger()`` is refused. A pulse's exposure starts when it was
+  sent, as on a cable, not when this process got to the message: a camera held up by a
+  busy host catches up instead of adding the delay to every frame. A sending time in the
+  future or more than :data:`MAX_PULSE_DELAY` back (another host's clock) counts as the
+  time of arrival.
 
 Fault injection (:meth:`inject_fault`): ``"grab"`` = the next grab raises ``StateError`` and the
 camera goes to ``error`` (recording stops); ``"start"`` = the next ``start_recording`` fails with
@@ -67,6 +71,9 @@ _UNIQUE_NOISE = 1 << 20
 #: Above this mean count the Poisson noise is drawn from its Gaussian approximation.
 _GAUSSIAN_ABOVE = 30.0
 _MAX_PENDING_TRIGGERS = 100_000
+#: Seconds a trigger-line pulse may have waited for this process and still expose from the
+#: time it was sent; an older (or future) sending time is another host's clock.
+MAX_PULSE_DELAY = 0.1
 
 
 def _quantity(value: Any, default: pint.Quantity, unit: pint.Unit, what: str) -> float:
@@ -330,17 +337,26 @@ class _SimulatedCamera(SimulatedDevice, base.Camera):
         Accepted (True) only while recording with trigger_source EXTERNAL; otherwise ignored
         (False), as hardware ignores a signal it does not expect.
         """
+        return self._external(None)
+
+    async def _external_pulse_real(self, sent: float) -> bool:
+        return self._external(sent)  # a pulse on the trigger line (trigger_input)
+
+    def _external(self, sent: float | None) -> bool:
         if not (self._recording and self._trigger_source == "EXTERNAL"):
             return False
-        self._expose_triggered()
+        self._expose_triggered(sent)
         return True
 
-    async def _external_pulse_real(self) -> bool:
-        return await self.external_trigger()  # a pulse on the trigger line (trigger_input)
-
-    def _expose_triggered(self) -> None:
-        now = asyncio.get_running_loop().time()
-        ready = max(now, self._last_ready) + self._exposure
+    def _expose_triggered(self, sent: float | None = None) -> None:
+        """Expose the next triggered frame from now, or from ``sent`` (the pulse's sending
+        time, seconds since the epoch) if that lies at most MAX_PULSE_DELAY back."""
+        start = now = asyncio.get_running_loop().time()
+        if sent is not None:
+            edge = sent - self._clock_offset  # in loop time
+            if 0 <= now - edge <= MAX_PULSE_DELAY:
+                start = edge
+        ready = max(start, self._last_ready) + self._exposure
         self._last_ready = ready
         index = self._trigger_index
         self._trigger_index += 1

@@ -172,7 +172,8 @@ class _PositionMixin(Device):
     async def _step_scan(self, start: pint.Quantity, step: pint.Quantity, num: int,
                          dwell: float, output: TriggerOutput) -> None:
         """Run a validated step scan (``dwell`` in s): move to ``start + i * step``, then
-        ``output.pulse(i)`` and wait ``dwell``, for i in range(num)."""
+        ``output.pulse(i, sent)`` (``sent``: when the scan's timeline has the arrival) and
+        wait ``dwell``, for i in range(num)."""
         raise NotImplementedError(f"{type(self).__name__} cannot step-scan")
 
 

@@ -13,7 +13,8 @@ without leaving ``moving`` in between, pulses the trigger output on arrival and 
 the dwell time; :meth:`stop` or cancellation ends it within the step or dwell it is in.
 Like a motion controller it keeps to its own timeline (step ``i`` arrives at the start
 plus ``i`` times travel and dwell): a step the host has held up (a busy machine) is
-shortened until the scan is back on it, so the delay does not add up over the steps.
+shortened until the scan is back on it, so the delay does not add up over the steps, and
+each pulse carries the time the timeline planned for it.
 While it runs the position is announced at most every ``update_interval`` (and at its
 end), not after every step.
 
@@ -308,6 +309,7 @@ class _SimulatedMotor(SimulatedDevice):
         self._stop_requested = False
         notify = self["position"].notify
         announced = clock = time.monotonic()  # clock: where the scan's timeline is
+        to_wall = time.time() - clock  # pulses carry their planned time
         velocity = math.copysign(self._speed, step)
         try:
             for index in range(num):
@@ -321,7 +323,7 @@ class _SimulatedMotor(SimulatedDevice):
                     if time.monotonic() - announced >= self._interval:
                         announced = time.monotonic()
                         notify(self._quantity(self._position))
-                output.pulse(index)
+                output.pulse(index, clock + to_wall)
                 clock += dwell
                 rest = clock - time.monotonic()
                 if rest > 0:
