@@ -397,7 +397,8 @@ class ConcertDevice(Device):
         mirror.stamp = time.monotonic()
         change, archive = self._subscribed(mirror.name)
         if change or archive:  # pushing to nobody would still cost the pusher and the GIL
-            self._pusher.put(lambda: self._push(mirror.name, data, change, archive))
+            changed = time.time()  # the event's stamp: when the value changed, not pushed
+            self._pusher.put(lambda: self._push(mirror.name, data, change, archive, changed))
 
     def _subscribed(self, name: str) -> tuple[bool, bool]:
         """Whether a client subscribed to change / archive events of attribute ``name``
@@ -411,12 +412,16 @@ class ConcertDevice(Device):
             self._event_attributes[name] = attribute
         return attribute.change_event_subscribed(), attribute.archive_event_subscribed()
 
-    def _push(self, name: str, data: Any, change: bool = True, archive: bool = True) -> None:
+    def _push(self, name: str, data: Any, change: bool = True, archive: bool = True,
+              stamp: float | None = None) -> None:
+        """Push ``data`` of attribute ``name``, stamped ``stamp`` (seconds since the epoch;
+        None: now; Tango stamps State and Status events itself)."""
         if self._alive:
+            extra = () if stamp is None else (stamp, tango.AttrQuality.ATTR_VALID)
             if change:
-                self.push_change_event(name, data)
+                self.push_change_event(name, data, *extra)
             if archive:
-                self.push_archive_event(name, data)
+                self.push_archive_event(name, data, *extra)
 
     def _on_state(self, value: ParameterValue, new: str) -> None:
         self._concert_state = new

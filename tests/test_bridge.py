@@ -47,6 +47,8 @@ MOTORS: dict[str, dict[str, list[str]]] = {
     f"{DOMAIN}/motor/counted": {"concert_class": ["tests.bridge_devices:CountedReadsMotor"],
                                 "read_cache_ms": ["0"]},
     f"{DOMAIN}/motor/bad": {"concert_args": ['{"position": "12 zorglubs"}']},
+    f"{DOMAIN}/motor/heldpusher": {"concert_class": ["tests.bridge_devices:HeldPusherMotor"],
+                                   "concert_args": ['{"speed": "1000 mm/s"}']},
 }
 CAMERA = f"{DOMAIN}/camera/behaviour"
 RESTART_MOTOR = f"{DOMAIN}/restart/motor"
@@ -329,6 +331,29 @@ def test_change_events_for_writes_and_motion(beamline) -> None:
         assert DevState.MOVING in seen_states and seen_states[-1] == DevState.ON
         assert seen_states.index(DevState.MOVING) < len(seen_states) - 1
         assert not positions.errors and not states.errors
+
+
+def test_events_carry_the_time_of_the_change(beamline) -> None:
+    """A busy server pushes late, but its events are stamped when the value changed
+    (HDB++ archives the stamp; Bluesky orders readings by it)."""
+    motor = proxy(f"{DOMAIN}/motor/heldpusher")
+    seen: list[tuple[float, float, float]] = []  # (arrived, stamped, value)
+
+    def on_event(event) -> None:
+        if not event.err:
+            seen.append((time.time(), event.attr_value.time.totime(), event.attr_value.value))
+
+    event_id = motor.subscribe_event("position", tango.EventType.CHANGE_EVENT, on_event)
+    try:
+        assert wait_for(lambda: seen)  # the first event: the current value
+        began = time.time()
+        motor.position = 1.0  # 1 ms at 1000 mm/s, the pusher held 0.4 s
+        assert wait_for(lambda: any(value == 1.0 for *_, value in seen), 5)
+        arrived, stamped, _ = next(entry for entry in seen if entry[2] == 1.0)
+        assert arrived - began >= 0.3  # pushed once the pusher was free again
+        assert began <= stamped + 0.01 and stamped - began < 0.15  # stamped at the change
+    finally:
+        motor.unsubscribe_event(event_id)
 
 
 def test_status_events(beamline) -> None:
