@@ -78,6 +78,10 @@ class CountedReadsMotor(dummy.LinearMotor):
         return self._fetches
 
 
+#: Seconds a write of HeldPusherMotor's position holds the event pusher.
+PUSHER_HOLD = 0.4
+
+
 class HeldPusherMotor(dummy.LinearMotor):
     """Each position write first keeps its server's event pusher busy for
     :data:`PUSHER_HOLD` seconds (as a busy server would), so the events of the motion
@@ -89,6 +93,3 @@ class HeldPusherMotor(dummy.LinearMotor):
         runtime()[1].put(lambda: time.sleep(PUSHER_HOLD))
         await super()._set_position(position)
 
-
-#: Seconds a write of HeldPusherMotor's position holds the event pusher.
-PUSHER_HOLD = 0.4
