@@ -314,13 +314,19 @@ class ConcertDevice(Device):
         """Tango calls this once per read request, before reading its attributes one by
         one: the stale ones are fetched here, in turn, in one hand-over to the loop (one
         each would cost a thread switch apiece: 16 for a camera's metadata). A failed
-        fetch is left to that attribute's own read, which reports it."""
-        self._prefetched = set()
+        fetch is left to that attribute's own read, which reports it. A request for one
+        attribute returns at once: that read fetches for itself (Tango's index list is
+        walked by position: its iterator ends with a C++ exception, about 10 us)."""
+        if self._prefetched:
+            self._prefetched = set()
+        if len(attr_list) < 2:
+            return
         now = time.monotonic()
         attributes = self.get_device_attr()
         stale = []
-        for index in attr_list:
-            mirror = self._mirrors.get(attributes.get_attr_by_ind(index).get_name())
+        for position in range(len(attr_list)):  # indexed: no iterator, no exception
+            mirror = self._mirrors.get(
+                attributes.get_attr_by_ind(attr_list[position]).get_name())
             if mirror is not None and mirror.value.readable and self._stale(mirror, now):
                 stale.append(mirror)
         if len(stale) > 1:

@@ -471,6 +471,9 @@ def test_a_read_of_several_attributes_asks_the_device_once_for_each(beamline) ->
     assert counted.read_attribute("fetches").value == before + 2
     assert [reply.value for reply in counted.read_attributes(["second", "first"])] == [2, 1]
     assert counted.read_attribute("fetches").value == before + 4
+    # a request for one attribute skips the prefetch; its own read still asks the device
+    assert counted.read_attribute("first").value == 1
+    assert counted.read_attribute("fetches").value == before + 5
 
 
 def test_bad_arguments_and_read_only(beamline) -> None:
