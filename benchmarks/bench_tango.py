@@ -119,7 +119,7 @@ def main() -> None:
             ref_events = event_run(ref, "value", lambda: ref.command_inout("Burst", EVENTS))
             bridge_events = event_run(
                 bridge, "value",
-                lambda: bridge.command_inout_asynch("Burst", [float(EVENTS), RATE], True))
+                lambda: bridge.command_inout("Burst", [float(EVENTS), RATE]))  # answered at once
         finally:
             for server in servers:
                 server.stop()

@@ -13,6 +13,7 @@ import sys
 import tango.server
 
 from concert_core.base import Quantity
+from concert_core.coroutines import background
 from concert_core.devices.base import Device
 from concert_core.quantities import q
 from servers.bridge import tango_class
@@ -34,8 +35,10 @@ class StoredValue(Device):
     async def _set_value(self, value: object) -> None:
         self._value = value
 
-    async def burst(self, count: int, rate: float) -> int:
-        """Announce ``count`` new values (0, 1, 2, ... mm) at ``rate`` per second."""
+    @background
+    async def burst(self, count: int, rate: float) -> None:
+        """Announce ``count`` new values (0, 1, 2, ... mm) at ``rate`` per second, in the
+        background: the command returns at once and the events go out as they come."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         for index in range(count):
@@ -44,7 +47,6 @@ class StoredValue(Device):
                 await asyncio.sleep(delay)
             self._value = float(index) * q.mm
             self["value"].notify(self._value)
-        return count
 
 
 PUBLISHED = Published("benchmarks.bridged_value:StoredValue",

@@ -15,7 +15,9 @@ operation that ends within ``SETTLE`` seconds of its start (a short step of a fa
 answered as finished: its client reads the final State in the same reply and needs no event.
 The bridge waits those ``SETTLE`` seconds only for an operation whose last run (per command
 or attribute of the device) ended within them: one that outlives them (a ``WriteSequence``,
-a long ``grab_send``) is answered as soon as it has started.
+a long ``grab_send``) is answered as soon as it has started. A long command of a device
+without State is answered after ``SETTLE`` and goes on in the background (its failure
+drives the device to FAULT).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from servers.mapping import (
     throw,
     to_tango,
 )
-from servers.runtime import runtime
+from servers.runtime import Pusher, loop_thread
 
 LOG = logging.getLogger(__name__)
 
@@ -122,7 +124,8 @@ class ConcertDevice(Device):
     # -- life cycle --------------------------------------------------------------------
     def init_device(self) -> None:
         super().init_device()
-        self._loop, self._pusher = runtime()
+        self._loop = loop_thread()
+        self._pusher = Pusher(f"push-{self.get_name()}")
         self.concert: Any = None
         self._mirrors: dict[str, Mirror] = {}
         self._prefetched: set[str] = set()  # fetched for the read request being served
@@ -176,6 +179,7 @@ class ConcertDevice(Device):
                     self._conf_proxy.unsubscribe_event(event_id)
                 except tango.DevFailed:
                     pass
+        self._pusher.close()
         self.concert = None
         self._mirrors.clear()
 
@@ -591,9 +595,10 @@ class ConcertDevice(Device):
         self._refresh_state()
 
     # -- operations --------------------------------------------------------------------
-    async def _start(self, task: asyncio.Future, what: str, wait_for_state: bool) -> Any:
+    async def _start(self, task: asyncio.Future, what: str, wait_for_state: bool,
+                     at_most: float = GUARD) -> Any:
         """Wait until ``task`` is done, or (long operations) has changed the state and
-        ran ``SETTLE`` seconds more.
+        ran ``SETTLE`` seconds more, for ``at_most`` seconds.
 
         Errors raised before we return reach the caller; errors after that drive the
         device to FAULT with the message in Status.
@@ -609,7 +614,7 @@ class ConcertDevice(Device):
             self._started.append(waiter)
             task.add_done_callback(self._settle_learner(what, loop.time()))
         try:
-            await asyncio.wait({task, waiter}, timeout=GUARD,
+            await asyncio.wait({task, waiter}, timeout=at_most,
                                return_when=asyncio.FIRST_COMPLETED)
             if not task.done() and wait_for_state and SETTLE > 0 \
                     and self._settles.get(what, True):
@@ -679,7 +684,12 @@ class ConcertDevice(Device):
             return None
         outcome = method(*arguments)
         task = outcome if isinstance(outcome, asyncio.Future) else asyncio.ensure_future(outcome)
-        result = await self._start(task, spec.name, wait_for_state=spec.background)
+        # A long operation of a device without State cannot show that it started: it is
+        # answered after SETTLE (a call holds the device's monitor, and with it the
+        # device's events, while it waits).
+        stateless = spec.background and self._state_value is None
+        result = await self._start(task, spec.name, wait_for_state=spec.background,
+                                   at_most=SETTLE if stateless else GUARD)
         if not task.done() and spec.result is not Kind.VOID:
             raise TimeoutError(f"{spec.name} is still running after {GUARD} s")
         unit = spec.result_unit.unit(self.family) if spec.result_unit is not None else None

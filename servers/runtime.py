@@ -1,10 +1,13 @@
-"""The two threads a bridged server runs besides omniORB's: the asyncio loop and the pusher.
+"""The threads a bridged server runs besides omniORB's: one asyncio loop, and one event
+pusher per device.
 
 Tango calls arrive on omniORB threads (PyTango's synchronous green mode, measured to read
 2-7x faster than its asyncio mode). Concert devices live on one asyncio loop in its own
 thread; a Tango call hands a coroutine to it and waits. The loop never calls Tango itself:
-events and attribute-configuration updates are queued to one pusher thread, so a loop
-callback can never wait on a device monitor held by an omniORB thread that waits on the loop.
+events and attribute-configuration updates are queued to the device's pusher thread, so a
+loop callback can never wait on a device monitor held by an omniORB thread that waits on
+the loop. A push takes its device's monitor (PyTango does), so it waits while a call to
+that device runs; with a pusher per device it holds up no other device's events.
 """
 
 from __future__ import annotations
@@ -58,18 +61,20 @@ class LoopThread:
 
 
 class Pusher:
-    """One thread that performs Tango calls (event pushes, property updates) in order."""
+    """One thread that performs Tango calls (event pushes, property updates) in order;
+    :meth:`close` ends it, dropping the jobs not started yet."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "tango-pusher") -> None:
         self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._main, name="tango-pusher", daemon=True)
+        self.closed = False
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
         with tango.EnsureOmniThread():
             while True:
                 job = self._queue.get()
-                if job is None:
+                if job is None or self.closed:
                     return
                 try:
                     job()
@@ -77,7 +82,14 @@ class Pusher:
                     LOG.exception("Tango push failed")
 
     def put(self, job: Callable[[], Any]) -> None:
-        self._queue.put(job)
+        if not self.closed:
+            self._queue.put(job)
+
+    def close(self) -> None:
+        """End the thread without waiting for it (it may wait on a device monitor that
+        the caller holds); jobs queued and not started are dropped."""
+        self.closed = True
+        self._queue.put(None)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every job queued so far has run."""
@@ -86,17 +98,17 @@ class Pusher:
         done.wait(timeout)
 
 
-_runtime: tuple[LoopThread, Pusher] | None = None
-_runtime_lock = threading.Lock()
+_loop_thread: LoopThread | None = None
+_loop_lock = threading.Lock()
 
 
-def runtime() -> tuple[LoopThread, Pusher]:
-    """The process-wide loop thread and pusher (created on first use)."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            _runtime = (LoopThread(), Pusher())
-        return _runtime
+def loop_thread() -> LoopThread:
+    """The process-wide loop thread (created on first use)."""
+    global _loop_thread
+    with _loop_lock:
+        if _loop_thread is None:
+            _loop_thread = LoopThread()
+        return _loop_thread
 
 
-__all__ = ["LoopThread", "Pusher", "runtime"]
+__all__ = ["LoopThread", "Pusher", "loop_thread"]

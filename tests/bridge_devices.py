@@ -6,7 +6,6 @@ root on their ``PYTHONPATH``.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pint
@@ -76,20 +75,3 @@ class CountedReadsMotor(dummy.LinearMotor):
 
     async def _get_fetches(self) -> int:
         return self._fetches
-
-
-#: Seconds a write of HeldPusherMotor's position holds the event pusher.
-PUSHER_HOLD = 0.4
-
-
-class HeldPusherMotor(dummy.LinearMotor):
-    """Each position write first keeps its server's event pusher busy for
-    :data:`PUSHER_HOLD` seconds (as a busy server would), so the events of the motion
-    go out late."""
-
-    async def _set_position(self, position: pint.Quantity) -> None:
-        from servers.runtime import runtime
-
-        runtime()[1].put(lambda: time.sleep(PUSHER_HOLD))
-        await super()._set_position(position)
-

@@ -47,8 +47,6 @@ MOTORS: dict[str, dict[str, list[str]]] = {
     f"{DOMAIN}/motor/counted": {"concert_class": ["tests.bridge_devices:CountedReadsMotor"],
                                 "read_cache_ms": ["0"]},
     f"{DOMAIN}/motor/bad": {"concert_args": ['{"position": "12 zorglubs"}']},
-    f"{DOMAIN}/motor/heldpusher": {"concert_class": ["tests.bridge_devices:HeldPusherMotor"],
-                                   "concert_args": ['{"speed": "1000 mm/s"}']},
 }
 CAMERA = f"{DOMAIN}/camera/behaviour"
 RESTART_MOTOR = f"{DOMAIN}/restart/motor"
@@ -333,27 +331,94 @@ def test_change_events_for_writes_and_motion(beamline) -> None:
         assert not positions.errors and not states.errors
 
 
-def test_events_carry_the_time_of_the_change(beamline) -> None:
-    """A busy server pushes late, but its events are stamped when the value changed
-    (HDB++ archives the stamp; Bluesky orders readings by it)."""
-    motor = proxy(f"{DOMAIN}/motor/heldpusher")
-    seen: list[tuple[float, float, float]] = []  # (arrived, stamped, value)
+class StampedEvents:
+    """Change events of one attribute as (arrived, stamped, value), epoch seconds."""
 
-    def on_event(event) -> None:
+    def __init__(self, device: tango.DeviceProxy, attribute: str) -> None:
+        self.device, self.attribute = device, attribute
+        self.seen: list[tuple[float, float, object]] = []
+
+    def __call__(self, event) -> None:
         if not event.err:
-            seen.append((time.time(), event.attr_value.time.totime(), event.attr_value.value))
+            self.seen.append((time.time(), event.attr_value.time.totime(),
+                              event.attr_value.value))
 
-    event_id = motor.subscribe_event("position", tango.EventType.CHANGE_EVENT, on_event)
-    try:
-        assert wait_for(lambda: seen)  # the first event: the current value
+    def first(self, value: object) -> tuple[float, float, object] | None:
+        return next((entry for entry in list(self.seen) if entry[2] == value), None)
+
+    def __enter__(self) -> StampedEvents:
+        self._id = self.device.subscribe_event(self.attribute, tango.EventType.CHANGE_EVENT,
+                                               self)
+        assert wait_for(lambda: self.seen)  # the first event: the current value
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.device.unsubscribe_event(self._id)
+
+
+@pytest.fixture(scope="module")
+def tickers(tango_servers) -> tuple[tango.DeviceProxy, tango.DeviceProxy]:
+    """Two stateless ``Ticker`` devices (tests/ticker_server.py) in one server process."""
+    names = [f"{DOMAIN}/ticker/a", f"{DOMAIN}/ticker/b"]
+    tango_servers.start([sys.executable, "-m", "tests.ticker_server", INSTANCE], "Ticker",
+                        INSTANCE, {"Ticker": names}, timeout=30,
+                        env={"PYTHONPATH": str(ROOT)})
+    return proxy(names[0]), proxy(names[1])
+
+
+def _after(seconds: float, call: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(seconds), call()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_events_carry_the_time_of_the_change(tickers) -> None:
+    """A push waits while a call holds its device (PyTango takes the device's monitor),
+    but the event is stamped when the value changed (HDB++ archives the stamp; Bluesky
+    orders readings by it)."""
+    ticker = tickers[0]
+    with StampedEvents(ticker, "count") as events:
+        wanted = ticker.count + 1
         began = time.time()
-        motor.position = 1.0  # 1 ms at 1000 mm/s, the pusher held 0.4 s
-        assert wait_for(lambda: any(value == 1.0 for *_, value in seen), 5)
-        arrived, stamped, _ = next(entry for entry in seen if entry[2] == 1.0)
-        assert arrived - began >= 0.3  # pushed once the pusher was free again
+        ticker.Hold(0.4)  # counts at once, then keeps the device 0.4 s
+        assert wait_for(lambda: events.first(wanted), 5)
+        arrived, stamped, _ = events.first(wanted)
+        assert arrived - began >= 0.35  # pushed once the call had let the device go
         assert began <= stamped + 0.01 and stamped - began < 0.15  # stamped at the change
-    finally:
-        motor.unsubscribe_event(event_id)
+
+
+def test_a_long_command_of_a_device_without_state_is_answered_at_once(tickers) -> None:
+    """Without State a long operation cannot show that it started: the call is answered
+    after SETTLE, and its events go out as they come, not once the call lets go."""
+    ticker = tickers[1]
+    with StampedEvents(ticker, "count") as events:
+        start = ticker.count
+        began = time.time()
+        ticker.Tick([50, 50.0])  # 1 s of ticks
+        answered = time.time() - began
+        assert answered < 0.5, f"Tick was answered after {answered:.2f} s"
+        assert wait_for(lambda: events.first(start + 1), 2)
+        assert events.first(start + 1)[0] - began < 0.5  # the first tick, while ticking
+        assert wait_for(lambda: events.first(start + 50), 5)
+        assert ticker.state() == DevState.ON
+
+
+def test_a_held_device_holds_up_no_other_devices_events(tickers) -> None:
+    """While a call keeps device a (and a's own pushes) waiting, device b of the same
+    server still gets its events out: each device has its own pusher."""
+    held, other = tickers
+    with StampedEvents(held, "count") as held_events, \
+            StampedEvents(other, "count") as other_events:
+        held_next, other_next = held.count + 1, other.count + 1
+        began = time.time()
+        ticking = _after(0.2, lambda: other.Tick([1, 100.0]))
+        held.Hold(1.5)  # a's event waits for this call; b ticks 0.2 s into it
+        ticking.join(5)
+        assert wait_for(lambda: held_events.first(held_next) and other_events.first(other_next))
+        held_arrival = held_events.first(held_next)[0] - began
+        other_arrival = other_events.first(other_next)[0] - began
+        assert held_arrival >= 1.4, "a's push did not wait for the call: no hold to test"
+        assert other_arrival < 1.0, f"b's event came {other_arrival:.2f} s in, behind a's"
 
 
 def test_status_events(beamline) -> None:
