@@ -403,6 +403,19 @@ def test_a_long_command_of_a_device_without_state_is_answered_at_once(tickers) -
         assert ticker.state() == DevState.ON
 
 
+def test_events_go_on_after_init(tickers) -> None:
+    """Init replaces the device's pusher (the old one is closed): events still come, once."""
+    ticker = tickers[1]
+    with StampedEvents(ticker, "count") as events:
+        ticker.Init()
+        start = ticker.count
+        ticker.Tick([2, 100.0])
+        assert wait_for(lambda: events.first(start + 2), 3)
+        time.sleep(0.1)
+        values = [value for *_, value in events.seen]
+        assert values.count(start + 1) == 1 and values.count(start + 2) == 1
+
+
 def test_a_held_device_holds_up_no_other_devices_events(tickers) -> None:
     """While a call keeps device a (and a's own pushes) waiting, device b of the same
     server still gets its events out: each device has its own pusher."""
