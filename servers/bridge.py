@@ -15,9 +15,9 @@ operation that ends within ``SETTLE`` seconds of its start (a short step of a fa
 answered as finished: its client reads the final State in the same reply and needs no event.
 The bridge waits those ``SETTLE`` seconds only for an operation whose last run (per command
 or attribute of the device) ended within them: one that outlives them (a ``WriteSequence``,
-a long ``grab_send``) is answered as soon as it has started. A long command of a device
-without State is answered after ``SETTLE`` and goes on in the background (its failure
-drives the device to FAULT).
+a long ``grab_send``) is answered as soon as it has started. A long command without a
+result of a device without State is answered after ``SETTLE`` and goes on in the
+background (its failure drives the device to FAULT).
 """
 
 from __future__ import annotations
@@ -684,14 +684,16 @@ class ConcertDevice(Device):
             return None
         outcome = method(*arguments)
         task = outcome if isinstance(outcome, asyncio.Future) else asyncio.ensure_future(outcome)
-        # A long operation of a device without State cannot show that it started: it is
-        # answered after SETTLE (a call holds the device's monitor, and with it the
-        # device's events, while it waits).
-        stateless = spec.background and self._state_value is None
+        # A long operation of a device without State cannot show that it started: unless
+        # its result is wanted it is answered after SETTLE (a call holds the device's
+        # monitor, and with it the device's events, while it waits).
+        at_most = GUARD
+        if spec.background and self._state_value is None and spec.result is Kind.VOID:
+            at_most = SETTLE
         result = await self._start(task, spec.name, wait_for_state=spec.background,
-                                   at_most=SETTLE if stateless else GUARD)
+                                   at_most=at_most)
         if not task.done() and spec.result is not Kind.VOID:
-            raise TimeoutError(f"{spec.name} is still running after {GUARD} s")
+            raise TimeoutError(f"{spec.name} is still running after {at_most:g} s")
         unit = spec.result_unit.unit(self.family) if spec.result_unit is not None else None
         return encode_result(spec.result, result, unit)
 

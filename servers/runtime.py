@@ -91,12 +91,6 @@ class Pusher:
         self.closed = True
         self._queue.put(None)
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every job queued so far has run."""
-        done = threading.Event()
-        self._queue.put(done.set)
-        done.wait(timeout)
-
 
 _loop_thread: LoopThread | None = None
 _loop_lock = threading.Lock()
