@@ -367,7 +367,12 @@ def tickers(tango_servers) -> tuple[tango.DeviceProxy, tango.DeviceProxy]:
 
 
 def _after(seconds: float, call: Callable[[], object]) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(seconds), call()), daemon=True)
+    """Run ``call`` in a thread of its own ``seconds`` from now."""
+    def later() -> None:
+        time.sleep(seconds)
+        call()
+
+    thread = threading.Thread(target=later, daemon=True)
     thread.start()
     return thread
 
