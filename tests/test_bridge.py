@@ -142,12 +142,14 @@ def refused(call: Callable[[], object]) -> tango.DevError:
 
 
 class Events:
-    """Collects CHANGE_EVENTs of one attribute; unsubscribes on exit."""
+    """Collects CHANGE_EVENTs of one attribute; unsubscribes on exit. ``values``: (arrival,
+    monotonic; value); ``stamped``: (arrival, the event's own stamp, value), epoch seconds."""
 
     def __init__(self, device: tango.DeviceProxy, attribute: str,
                  kind: tango.EventType = tango.EventType.CHANGE_EVENT) -> None:
         self.device, self.attribute, self.kind = device, attribute, kind
         self.values: list[tuple[float, object]] = []
+        self.stamped: list[tuple[float, float, object]] = []
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self.event_id: int | None = None
@@ -160,6 +162,8 @@ class Events:
                 self.values.append((time.monotonic(), event.attr_conf))
             else:
                 self.values.append((time.monotonic(), event.attr_value.value))
+                self.stamped.append((time.time(), event.attr_value.time.totime(),
+                                     event.attr_value.value))
 
     def __enter__(self) -> Events:
         self.event_id = self.device.subscribe_event(self.attribute, self.kind, self)
@@ -173,9 +177,15 @@ class Events:
         with self._lock:
             return [value for _, value in self.values]
 
+    def first(self, value: object) -> tuple[float, float, object] | None:
+        """The first ``stamped`` entry of ``value``, if it came."""
+        with self._lock:
+            return next((entry for entry in self.stamped if entry[2] == value), None)
+
     def clear(self) -> None:
         with self._lock:
             self.values.clear()
+            self.stamped.clear()
             self.errors.clear()
 
 
@@ -331,31 +341,6 @@ def test_change_events_for_writes_and_motion(beamline) -> None:
         assert not positions.errors and not states.errors
 
 
-class StampedEvents:
-    """Change events of one attribute as (arrived, stamped, value), epoch seconds."""
-
-    def __init__(self, device: tango.DeviceProxy, attribute: str) -> None:
-        self.device, self.attribute = device, attribute
-        self.seen: list[tuple[float, float, object]] = []
-
-    def __call__(self, event) -> None:
-        if not event.err:
-            self.seen.append((time.time(), event.attr_value.time.totime(),
-                              event.attr_value.value))
-
-    def first(self, value: object) -> tuple[float, float, object] | None:
-        return next((entry for entry in list(self.seen) if entry[2] == value), None)
-
-    def __enter__(self) -> StampedEvents:
-        self._id = self.device.subscribe_event(self.attribute, tango.EventType.CHANGE_EVENT,
-                                               self)
-        assert wait_for(lambda: self.seen)  # the first event: the current value
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.device.unsubscribe_event(self._id)
-
-
 @pytest.fixture(scope="module")
 def tickers(tango_servers) -> tuple[tango.DeviceProxy, tango.DeviceProxy]:
     """Two stateless ``Ticker`` devices (tests/ticker_server.py) in one server process."""
@@ -382,7 +367,8 @@ def test_events_carry_the_time_of_the_change(tickers) -> None:
     but the event is stamped when the value changed (HDB++ archives the stamp; Bluesky
     orders readings by it)."""
     ticker = tickers[0]
-    with StampedEvents(ticker, "count") as events:
+    with Events(ticker, "count") as events:
+        assert wait_for(lambda: events.seen())  # the first event: the current value
         wanted = ticker.count + 1
         began = time.time()
         ticker.Hold(0.4)  # counts at once, then keeps the device 0.4 s
@@ -396,7 +382,8 @@ def test_a_long_command_of_a_device_without_state_is_answered_at_once(tickers) -
     """Without State a long operation cannot show that it started: the call is answered
     after SETTLE, and its events go out as they come, not once the call lets go."""
     ticker = tickers[1]
-    with StampedEvents(ticker, "count") as events:
+    with Events(ticker, "count") as events:
+        assert wait_for(lambda: events.seen())
         start = ticker.count
         began = time.time()
         ticker.Tick([50, 50.0])  # 1 s of ticks
@@ -411,13 +398,14 @@ def test_a_long_command_of_a_device_without_state_is_answered_at_once(tickers) -
 def test_events_go_on_after_init(tickers) -> None:
     """Init replaces the device's pusher (the old one is closed): events still come, once."""
     ticker = tickers[1]
-    with StampedEvents(ticker, "count") as events:
+    with Events(ticker, "count") as events:
+        assert wait_for(lambda: events.seen())
         ticker.Init()
         start = ticker.count
         ticker.Tick([2, 100.0])
         assert wait_for(lambda: events.first(start + 2), 3)
         time.sleep(0.1)
-        values = [value for *_, value in events.seen]
+        values = events.seen()
         assert values.count(start + 1) == 1 and values.count(start + 2) == 1
 
 
@@ -425,8 +413,8 @@ def test_a_held_device_holds_up_no_other_devices_events(tickers) -> None:
     """While a call keeps device a (and a's own pushes) waiting, device b of the same
     server still gets its events out: each device has its own pusher."""
     held, other = tickers
-    with StampedEvents(held, "count") as held_events, \
-            StampedEvents(other, "count") as other_events:
+    with Events(held, "count") as held_events, Events(other, "count") as other_events:
+        assert wait_for(lambda: held_events.seen() and other_events.seen())
         held_next, other_next = held.count + 1, other.count + 1
         began = time.time()
         ticking = _after(0.2, lambda: other.Tick([1, 100.0]))

@@ -26,11 +26,12 @@ from concert_core.devices.shutters.dummy import Shutter
 from concert_core.errors import SelectionError, StateError
 from concert_core.quantities import q
 from concert_core.remote import TangoDevice
+from concert_core.remote.tango import STATE_ATTRIBUTES
 from experiments import Consumer, FrameToken, RemoteImageWriter
 from experiments.synchrotron import Radiography
 from servers.bridge import _argin_type, decode_arguments
 from servers.introspect import Kind, commands_of
-from tests.support import prepare_walker_and_camera, spy_on
+from tests.support import collect, prepare_walker_and_camera, spy_on
 from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
 from walkers import remote as remote_module
 from walkers.device import WalkerDevice
@@ -358,7 +359,7 @@ def test_the_end_of_a_sequence_is_read_once_after_its_state_event(servers: Serve
     async def run() -> None:
         remote = await RemoteDirectoryWalker(WALKER, dsetname="f_{:>03}.tif")
         reads = spy_on(remote.device, "read_attributes")
-        counted = (*remote_module._COUNTERS, "State", "Status")
+        counted = (*remote_module._COUNTERS, *STATE_ATTRIBUTES)
         try:
             for number, count in enumerate((3, 5)):  # the first end also comes by event
                 reads.clear()
@@ -595,7 +596,7 @@ def test_camera_grab_send_and_stream_send_locally() -> None:
         camera["frames_grabbed"].subscribe(lambda _value, count: counted.append(count))
         async with ImageReceiver(endpoint, timeout=5) as receiver:
             task = camera.grab_send(5)
-            frames = [frame async for frame in receiver.frames()]
+            frames = await collect(receiver)
             await task
             assert len(frames) == 5 and receiver.complete
             # the final count is announced by the time the send ends (not 50 ms later)
@@ -633,7 +634,7 @@ def test_a_sending_camera_grabs_ahead_of_a_late_receiver_and_no_further() -> Non
         await asyncio.sleep(0.05)  # five frame periods: no more frames are taken
         assert await camera.get_frames_grabbed() == SEND_AHEAD
         async with ImageReceiver(endpoint, timeout=5) as receiver:
-            frames = [frame async for frame in receiver.frames()]
+            frames = await collect(receiver)
             await task
             assert receiver.complete
         indices = [frame.metadata["index"] for frame in frames]
