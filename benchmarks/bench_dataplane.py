@@ -25,7 +25,9 @@ Parts (each a function registered in ``PARTS``; add one by appending to it):
 Sender and receiver run in separate threads (each with its own event loop for (b)).
 Every part runs ``--repeat`` times and the best run counts (the machine may be shared):
 (a), (b) and (c) in interleaved rounds, (d) in rounds on the same two servers. Every
-timed disk run starts after ``os.sync()`` and :func:`warm_memory`.
+timed disk run starts after ``os.sync()`` and :func:`warm_memory`. Each result shows how
+busy the cores were during its part and how much time the hypervisor stole
+(``benchmarks/host.py``).
 Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]
 [--server-frames K]``.
 """
@@ -56,6 +58,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.host import HostLoad, host_load
 from concert_core.dataplane import ImageReceiver, ImageSender
 from servers.database import EmbeddedDatabase
 from servers.process import ServerProcess, register_server
@@ -73,6 +76,8 @@ class Result:
     nbytes: int
     seconds: float
     lost: int = 0
+    #: The host's load over the part call that gave this result (with its other results).
+    load: HostLoad | None = None
 
     @property
     def gbps(self) -> float:
@@ -527,6 +532,8 @@ def report(result: Result, note: str = "") -> None:
         f"  {result.key:<13} {result.label:<34} {result.frames:5d} frames "
         f"{result.seconds:7.2f} s {result.gbps:6.2f} GB/s {result.fps:8.1f} frames/s "
         f"lost {result.lost} {note}"
+        + (f"  [{result.load.busy:.0%} busy, {result.load.steal:.0%} stolen]"
+           if result.load is not None else "")
     )
 
 
@@ -590,7 +597,10 @@ def main() -> int:
         rounds = [(part, r) for r in range(args.repeat) for part in PARTS if part in REPEATED]
         rounds += [(part, 0) for part in PARTS if part not in REPEATED]
         for part, round_number in rounds:
-            for result in part(setup):
+            with host_load() as load:
+                part_results = part(setup)
+            for result in part_results:
+                result.load = load
                 lost += result.lost
                 if part in REPEATED and result.key not in repeated_keys:
                     repeated_keys.append(result.key)

@@ -17,7 +17,8 @@ camera does; darks and flats stay software-triggered).
 The devices are fast (``DEVICE_ARGS``) so that the figures show the software's overhead,
 not motor travel: (a) - (c) is what the experiment machinery, the motors' state machines,
 the shutter, the metadata and the writer add. Each part runs ``--repeats`` times; the best
-time counts.
+time counts. Each part's line also shows how busy the machine's cores were meanwhile and
+how much time the hypervisor stole from them (``benchmarks/host.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.host import HostLoad, host_load
 from concert_core.devices.cameras.dummy import Camera
 from concert_core.devices.motors.dummy import ContinuousRotationMotor, LinearMotor
 from concert_core.devices.shutters.dummy import Shutter
@@ -67,27 +69,31 @@ async def make_camera() -> Camera:
 MODES = {"software": False, "hardware": True}
 
 
+Result = tuple[float, int, HostLoad]  # best seconds, frames written per run, host load
+
+
 async def _best(experiment: Any, tomo_motor: Any, repeats: int, writer: Any = None
-                ) -> dict[str, tuple[float, int]]:
-    """Per trigger mode: the best time of ``repeats`` runs and the frames written per run."""
+                ) -> dict[str, Result]:
+    """Per trigger mode: the best time of ``repeats`` runs, the frames written per run and
+    the host's load over the runs."""
     results = {}
     for mode, hardware in MODES.items():
         await experiment.set_hardware_trigger(hardware)
         best, written = float("inf"), 0
-        for _ in range(repeats):
-            await tomo_motor.set_position(0 * q.deg)
-            before = experiment.walker.frames_written
-            start = time.perf_counter()
-            await experiment.run()
-            best = min(best, time.perf_counter() - start)
-            written += (sum(writer.written.values()) if writer is not None
-                        else experiment.walker.frames_written - before)
-        results[mode] = best, written // repeats
+        with host_load() as load:
+            for _ in range(repeats):
+                await tomo_motor.set_position(0 * q.deg)
+                before = experiment.walker.frames_written
+                start = time.perf_counter()
+                await experiment.run()
+                best = min(best, time.perf_counter() - start)
+                written += (sum(writer.written.values()) if writer is not None
+                            else experiment.walker.frames_written - before)
+        results[mode] = best, written // repeats, load
     return results
 
 
-async def part_a(directory: Path, file_format: str, repeats: int
-                 ) -> dict[str, tuple[float, int]]:
+async def part_a(directory: Path, file_format: str, repeats: int) -> dict[str, Result]:
     """Best time of the whole stepped tomography with local devices; frames written."""
     camera = await make_camera()
     flat_motor = await LinearMotor(**_args("flat_motor"))
@@ -132,8 +138,7 @@ def _beamline_config(root: Path, file_format: str) -> dict[str, Any]:
     }}
 
 
-async def part_b(directory: Path, file_format: str, repeats: int
-                 ) -> dict[str, tuple[float, int]]:
+async def part_b(directory: Path, file_format: str, repeats: int) -> dict[str, Result]:
     """(b) Best time of the same tomography on the Tango servers (``TangoDevice`` proxies)
     with the remote walker: frames go camera server -> walker server (RemoteImageWriter)."""
     from concert_core.remote import TangoDevice
@@ -171,20 +176,22 @@ async def part_b(directory: Path, file_format: str, repeats: int
         await asyncio.to_thread(beamline.down, state, tango_host)
 
 
-async def part_c(repeats: int) -> float:
-    """Best time the camera alone needs for the 120 software-triggered frames."""
+async def part_c(repeats: int) -> tuple[float, HostLoad]:
+    """Best time the camera alone needs for the 120 software-triggered frames; the host's
+    load meanwhile."""
     camera = await make_camera()
     total = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
     await camera.set_trigger_source("SOFTWARE")
     best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        async with camera.recording():
-            for _ in range(total):
-                await camera.trigger()
-                await camera.grab()
-        best = min(best, time.perf_counter() - start)
-    return best
+    with host_load() as load:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            async with camera.recording():
+                for _ in range(total):
+                    await camera.trigger()
+                    await camera.grab()
+            best = min(best, time.perf_counter() - start)
+    return best, load
 
 
 async def motor_steps(repeats: int) -> float:
@@ -207,7 +214,7 @@ async def main(file_format: str, repeats: int) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench_experiment_"))
     frames = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
     try:
-        t_c = await part_c(repeats)
+        t_c, load_c = await part_c(repeats)
         t_m = await motor_steps(repeats)
         a = await part_a(directory, file_format, repeats)
         b = await part_b(directory, file_format, repeats)
@@ -216,15 +223,17 @@ async def main(file_format: str, repeats: int) -> None:
     print(f"stepped tomography: {NUM_DARKS} darks, {NUM_FLATS} flats, {NUM_PROJECTIONS} "
           f"projections of {WIDTH}x{HEIGHT} uint16, best of {repeats}; walker: {file_format}")
     print(f"devices: {DEVICE_ARGS}")
-    print(f"(c) camera alone, {frames} frames: {t_c:8.3f} s  ({frames / t_c:7.1f} frames/s)")
+    print(f"(c) camera alone, {frames} frames: {t_c:8.3f} s  ({frames / t_c:7.1f} frames/s)"
+          f"  [{load_c}]")
     print(f"    for context: the {NUM_PROJECTIONS} rotation steps alone take {t_m:.3f} s")
     for label, results in (("(a) local devices + local walker ", a),
                            ("(b) Tango servers + remote walker", b)):
-        for mode, (seconds, written) in results.items():
+        for mode, (seconds, written, load) in results.items():
             print(f"{label}, {mode + ' steps:':16s}{seconds:8.3f} s  "
-                  f"({frames / seconds:7.1f} frames/s, {written} frames written per run)")
+                  f"({frames / seconds:7.1f} frames/s, {written} frames written per run)"
+                  f"  [{load}]")
     for part, results in (("a", a), ("b", b)):
-        for mode, (seconds, _) in results.items():
+        for mode, (seconds, _, _) in results.items():
             goal = "  (goal: < 1.5)" if part == "b" else ""
             print(f"({part})/(c), {mode + ' steps:':16s}{seconds / t_c:5.2f}{goal}   overhead "
                   f"{(seconds - t_c) / frames * 1e3:.2f} ms per frame, "

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import tango  # noqa: E402
 
+from benchmarks.host import host_load  # noqa: E402
 from servers.database import EmbeddedDatabase  # noqa: E402
 from servers.process import register_server, start_server  # noqa: E402
 
@@ -106,30 +107,35 @@ def main() -> None:
             for proxy in (ref, bridge, nocache):
                 for _ in range(200):
                     proxy.read_attribute("value")
-            reads = interleaved({
-                "reference": lambda: ref.read_attribute("value"),
-                "bridge": lambda: bridge.read_attribute("value"),
-                "bridge, no read cache": lambda: nocache.read_attribute("value"),
-            }, READS)
-            writes = interleaved({
-                "reference": lambda: ref.write_attribute("value", 1.0),
-                "bridge": lambda: bridge.write_attribute("value", 1.0),
-            }, WRITES)
+            with host_load() as reads_load:
+                reads = interleaved({
+                    "reference": lambda: ref.read_attribute("value"),
+                    "bridge": lambda: bridge.read_attribute("value"),
+                    "bridge, no read cache": lambda: nocache.read_attribute("value"),
+                }, READS)
+            with host_load() as writes_load:
+                writes = interleaved({
+                    "reference": lambda: ref.write_attribute("value", 1.0),
+                    "bridge": lambda: bridge.write_attribute("value", 1.0),
+                }, WRITES)
             ref.write_attribute("value", -1.0)  # Burst pushes value+1 each: 0, 1, 2, ...
             ref_events = event_run(ref, "value", lambda: ref.command_inout("Burst", EVENTS))
-            bridge_events = event_run(
-                bridge, "value",
-                lambda: bridge.command_inout("Burst", [float(EVENTS), RATE]))  # answered at once
+            with host_load() as events_load:
+                bridge_events = event_run(
+                    bridge, "value",
+                    lambda: bridge.command_inout("Burst", [float(EVENTS), RATE]))  # at once
         finally:
             for server in servers:
                 server.stop()
 
     print(f"bench_tango: {READS} reads, {WRITES} writes per case (interleaved), one client")
-    print(f"  {'read latency':<32} {'median us':>10} {'p99 us':>10} {'median ratio':>13}")
+    print(f"  {'read latency':<32} {'median us':>10} {'p99 us':>10} {'median ratio':>13}"
+          f"   [{reads_load}]")
     base = reads["reference"][0]
     for name, (median, p99) in reads.items():
         print(f"  {name:<32} {median:10.1f} {p99:10.1f} {median / base:12.2f}x")
-    print(f"  {'write latency':<32} {'median us':>10} {'p99 us':>10} {'median ratio':>13}")
+    print(f"  {'write latency':<32} {'median us':>10} {'p99 us':>10} {'median ratio':>13}"
+          f"   [{writes_load}]")
     base = writes["reference"][0]
     for name, (median, p99) in writes.items():
         print(f"  {name:<32} {median:10.1f} {p99:10.1f} {median / base:12.2f}x")
@@ -141,7 +147,7 @@ def main() -> None:
           f"{rate:.0f} events/s, {missing} lost")
     count, rate, missing = bridge_events
     print(f"  bridge: {EVENTS} notifications paced at {RATE:.0f} Hz: {count} events received, "
-          f"{rate:.0f} events/s, {missing} lost (goal: 0 lost)")
+          f"{rate:.0f} events/s, {missing} lost (goal: 0 lost)  [{events_load}]")
 
 
 if __name__ == "__main__":
