@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,15 @@ def prepare_walker_and_camera(tango_servers: Any, instance: str, walker: str, ca
                                                    "frame_rate": frame_rate,
                                                    "exposure_time": "0.1 ms"})]}}),
     ]
+
+
+async def overshoots(pause: Callable[[float], Awaitable[Any]], seconds: float,
+                     times: int = 30) -> list[float]:
+    """Run ``pause(seconds)`` ``times`` times; how much later than asked each one ended,
+    sorted (seconds)."""
+    late = []
+    for _ in range(times):
+        began = time.monotonic()
+        await pause(seconds)
+        late.append(time.monotonic() - began - seconds)
+    return sorted(late)

@@ -31,6 +31,7 @@ from concert_core.coroutines.base import (
 from concert_core.coroutines.sinks import Accumulate
 from concert_core.errors import ConcertError, WaitError
 from concert_core.quantities import q
+from tests.support import overshoots
 
 
 async def produce(n: int, log: list | None = None):
@@ -316,14 +317,10 @@ async def test_sleep_stop_ends_a_short_wait_and_long_ones_use_a_timer():
 
 @pytest.mark.skipif(not timerfd.available(), reason="no timerfd on this platform")
 async def test_precise_sleep_ends_a_long_wait_on_time():
-    overshoots = []
-    for _ in range(30):
-        began = time.monotonic()
-        await sleep(0.0015, precise=True)
-        overshoots.append(time.monotonic() - began - 0.0015)
-    assert min(overshoots) >= 0  # never early
+    late = await overshoots(lambda seconds: sleep(seconds, precise=True), 0.0015)
+    assert late[0] >= 0  # never early
     # A loop timer alone overshoots by up to a millisecond (half of one, typically).
-    assert sorted(overshoots)[15] < 0.0003
+    assert late[15] < 0.0003
 
 
 async def test_wait_until_returns_once_true_sync_and_async():

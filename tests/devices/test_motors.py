@@ -23,6 +23,7 @@ from concert_core.errors import (
     UnitError,
 )
 from concert_core.quantities import q
+from tests.support import overshoots
 
 MOTOR_CLASSES = [dummy.LinearMotor, dummy.ContinuousLinearMotor, dummy.RotationMotor,
                  dummy.ContinuousRotationMotor]
@@ -538,10 +539,6 @@ async def test_hard_limit_before_a_stall() -> None:
 async def test_a_precise_pause_of_one_to_two_milliseconds_ends_on_time():
     # A scan's dwell of 1-2 ms: its last millisecond must not go to a loop timer either.
     motor = await dummy.LinearMotor()
-    overshoots = []
-    for _ in range(30):
-        began = time.monotonic()
-        await motor._pause(0.0015, precise=True)
-        overshoots.append(time.monotonic() - began - 0.0015)
-    assert min(overshoots) >= 0  # never early
-    assert sorted(overshoots)[15] < 0.0003  # a loop timer: half a millisecond, typically
+    late = await overshoots(lambda seconds: motor._pause(seconds, precise=True), 0.0015)
+    assert late[0] >= 0  # never early
+    assert late[15] < 0.0003  # a loop timer: half a millisecond, typically
