@@ -154,7 +154,8 @@ async def part_b(directory: Path, file_format: str, repeats: int) -> dict[str, R
     os.environ["TANGO_HOST"] = tango_host  # clients need it for events
     state = directory / "state"
     try:
-        report = await asyncio.to_thread(beamline.up, config, state, tango_host)
+        report = await asyncio.to_thread(beamline.up, config, state, tango_host,
+                                         exit_with_caller=True)
         if not report.ok:
             raise RuntimeError("; ".join(report.problems))
         camera = await TangoDevice("bench/camera/1")

@@ -8,9 +8,6 @@ facility does to publish its own device class, with no Tango code. Run as
 from __future__ import annotations
 
 import asyncio
-import sys
-
-import tango.server
 
 from concert_core.base import Quantity
 from concert_core.coroutines import background
@@ -18,6 +15,7 @@ from concert_core.devices.base import Device
 from concert_core.quantities import q
 from servers.bridge import tango_class
 from servers.families import Published
+from servers.main import serve
 
 
 class StoredValue(Device):
@@ -53,4 +51,4 @@ PUBLISHED = Published("benchmarks.bridged_value:StoredValue",
                       "benchmarks.bridged_value:StoredValue")
 
 if __name__ == "__main__":
-    tango.server.run([tango_class(PUBLISHED)], args=["BridgedValue", *sys.argv[1:]])
+    serve([tango_class(PUBLISHED)], "BridgedValue")

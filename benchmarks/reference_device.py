@@ -10,6 +10,8 @@ import sys
 from tango import AttrWriteType
 from tango.server import Device, attribute, command, run
 
+from servers.lifeline import exit_with_parent
+
 
 class ReferenceDevice(Device):
     """One read-write double ``value``; change and archive events pushed by the code, no polling."""
@@ -46,6 +48,7 @@ class ReferenceDevice(Device):
 
 def main(args: list[str] | None = None) -> None:
     """Serve ReferenceDevice; the server name is ``ReferenceDevice`` whatever the file is called."""
+    exit_with_parent()  # not part of the reference: it only ends the server with its bench
     run((ReferenceDevice,), args=["ReferenceDevice", *(sys.argv[1:] if args is None else args)])
 
 

@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TANGO_HOST"] = tango_host  # clients need it in their environment for events
     print(f"bringing the simulated beamline up on TANGO_HOST={tango_host} (logs in {state})")
     try:
-        report = beamline.up(config, state_dir=state, tango_host=tango_host)
+        report = beamline.up(config, state_dir=state, tango_host=tango_host,
+                             exit_with_caller=True)
         if not report.ok:
             raise RuntimeError("the beamline did not come up: " + "; ".join(report.problems))
         print(f"beamline up in {report.seconds:.1f} s: "

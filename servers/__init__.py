@@ -1,6 +1,7 @@
 """Tango device servers of the suite and the plumbing that runs them."""
 
 from servers.database import EmbeddedDatabase, free_port
+from servers.lifeline import exit_with_parent
 from servers.process import (
     ProcessStartError,
     ServerProcess,
@@ -12,6 +13,7 @@ __all__ = [
     "EmbeddedDatabase",
     "ProcessStartError",
     "ServerProcess",
+    "exit_with_parent",
     "free_port",
     "register_server",
     "start_server",

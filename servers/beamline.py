@@ -424,10 +424,11 @@ class Report:
 
 
 def _start_one(spec: ServerSpec, state: StateDir, tango_host: str, endpoint: str,
-               timeout: float) -> ServerReport:
+               timeout: float, exit_with_caller: bool) -> ServerReport:
     log = state.log_file(spec.name)
     process = ServerProcess([spec.executable, spec.instance, "-ORBendPoint", endpoint],
-                            tango_host, spec.device_names, log, timeout=timeout)
+                            tango_host, spec.device_names, log, timeout=timeout,
+                            exit_with_parent=exit_with_caller)
     try:
         process.start()
     except ProcessStartError as error:
@@ -439,9 +440,14 @@ def _start_one(spec: ServerSpec, state: StateDir, tango_host: str, endpoint: str
 
 
 def up(config: Path | str | None = None, state_dir: Path | str | None = None,
-       tango_host: str | None = None, timeout: float = 60.0) -> Report:
+       tango_host: str | None = None, timeout: float = 60.0,
+       exit_with_caller: bool = False) -> Report:
     """Bring the beamline of *config* up; see the module doc. Raises :class:`BeamlineError`
-    (before starting anything) for a bad file or an unusable database."""
+    (before starting anything) for a bad file or an unusable database.
+
+    The servers (and an embedded database) outlive this process until :func:`down`;
+    with ``exit_with_caller`` those started here end when this process ends, even if it
+    is killed (a benchmark's or a demo's beamline)."""
     began = time.monotonic()
     beamline = load_beamline(config)
     host, port = resolve_tango_host(tango_host)
@@ -457,7 +463,8 @@ def up(config: Path | str | None = None, state_dir: Path | str | None = None,
             raise BeamlineError(f"no Tango database answers at {host}:{port}, and {host} is "
                                 "not this machine: start it there or set TANGO_HOST")
         embedded = EmbeddedDatabase(state.path, port=port,
-                                    host="127.0.0.1" if _is_loopback(host) else host)
+                                    host="127.0.0.1" if _is_loopback(host) else host,
+                                    exit_with_parent=exit_with_caller)
         try:
             embedded.start()
         except ProcessStartError as error:
@@ -490,7 +497,8 @@ def up(config: Path | str | None = None, state_dir: Path | str | None = None,
     if to_start:
         with ThreadPoolExecutor(max_workers=len(to_start)) as pool:
             futures = {spec.name: pool.submit(_start_one, spec, state, report.tango_host,
-                                              endpoint, timeout) for spec in to_start}
+                                              endpoint, timeout, exit_with_caller)
+                       for spec in to_start}
             for name, future in futures.items():
                 results[name] = future.result()
     for spec in beamline.servers:

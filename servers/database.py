@@ -12,13 +12,16 @@ from pathlib import Path
 
 import tango
 
+from servers.lifeline import PARENT_ENV, parent_environment
 from servers.process import ChildProcess, ProcessStartError, log_tail
 
 __all__ = ["EmbeddedDatabase", "free_port"]
 
 _LISTENING = re.compile(r"Database DS listening on: host=(\S+), port=(\d+)\.")
 # Same interpreter, no dependency on PATH; main() reads sys.argv[1:].
-_LAUNCHER = "from databaseds.database import main; main()"
+_LAUNCHER = ("from servers.lifeline import exit_with_parent; exit_with_parent(); "
+             "from databaseds.database import main; main()")
+_ROOT = str(Path(__file__).resolve().parents[1])  # where the launcher finds ``servers``
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -33,7 +36,9 @@ class EmbeddedDatabase(ChildProcess):
 
     ``port=0`` lets the server bind a free port itself (no race); the port it got
     is kept, so ``stop()`` then ``start()`` serves the same ``tango_host`` again.
-    Use as a context manager or call ``start()`` / ``stop()``.
+    Use as a context manager or call ``start()`` / ``stop()``. With ``exit_with_parent``
+    (the default) the database ends when this process ends, even if it is killed
+    (:mod:`servers.lifeline`); pass False for one meant to outlive it.
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class EmbeddedDatabase(ChildProcess):
         instance: str = "2",
         timeout: float = 30.0,
         grace: float = 5.0,
+        exit_with_parent: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -51,6 +57,7 @@ class EmbeddedDatabase(ChildProcess):
         self.instance = instance
         self.timeout = timeout
         self.grace = grace
+        self.exit_with_parent = exit_with_parent
         self.sqlite_file = self.state_dir / "tango_database.db"
         self.log_file = self.state_dir / "databaseds.log"
         self._proc: subprocess.Popen | None = None
@@ -102,6 +109,11 @@ class EmbeddedDatabase(ChildProcess):
         # PyDatabaseds falls back to TANGO_HOST for anything not given; pin it to ourselves.
         env["TANGO_HOST"] = self.tango_host
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Run from the state directory: the launcher imports servers.lifeline from here.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, env.get("PYTHONPATH")]))
+        env.pop(PARENT_ENV, None)
+        if self.exit_with_parent:
+            env.update(parent_environment())
         argv = [
             sys.executable, "-c", _LAUNCHER,
             "--host", self.host, "--port", str(self.port), "--print-host-port", self.instance,

@@ -9,14 +9,22 @@ import tango.server
 
 from servers.bridge import tango_class
 from servers.families import SERVERS, published
+from servers.lifeline import exit_with_parent
+
+
+def serve(classes: list[type], server: str, args: list[str] | None = None) -> None:
+    """Run the Tango device server ``server`` with ``classes`` and Tango's arguments
+    (default: the command line's); it ends with the process that started it if that one
+    asked for it (:mod:`servers.lifeline`)."""
+    exit_with_parent()
+    tango.server.run(classes, args=[server, *(sys.argv[1:] if args is None else args)])
 
 
 def run(server: str, args: list[str] | None = None) -> None:
     """Run the device server ``server`` (e.g. ``ConcertMotor``) with Tango's arguments."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    classes = [tango_class(entry) for entry in published(server)]
-    tango.server.run(classes, args=[server, *(sys.argv[1:] if args is None else args)])
+    serve([tango_class(entry) for entry in published(server)], server, args)
 
 
 def _entry(server: str):  # one console script per server; Starter starts them by name

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import tango
 
+from servers.lifeline import PARENT_ENV, parent_environment
+
 __all__ = [
     "LOOPBACK_ENDPOINT",
     "ChildProcess",
@@ -123,7 +125,11 @@ class ChildProcess:
 
 
 class ServerProcess(ChildProcess):
-    """One device server process; ``start`` returns once all its devices answer ``ping``."""
+    """One device server process; ``start`` returns once all its devices answer ``ping``.
+
+    With ``exit_with_parent`` (the default) the server ends when this process ends, even
+    if it is killed, provided the server calls :func:`servers.lifeline.exit_with_parent`
+    (every server of this project does); pass False for servers meant to outlive it."""
 
     def __init__(
         self,
@@ -134,6 +140,7 @@ class ServerProcess(ChildProcess):
         timeout: float = 20.0,
         env: Mapping[str, str] | None = None,
         grace: float = 5.0,
+        exit_with_parent: bool = True,
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.tango_host = tango_host
@@ -143,6 +150,7 @@ class ServerProcess(ChildProcess):
         self.grace = grace
         self.startup_time: float | None = None
         self._extra_env = dict(env or {})
+        self.exit_with_parent = exit_with_parent
         self._proc: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
@@ -170,6 +178,9 @@ class ServerProcess(ChildProcess):
         env.update(self._extra_env)
         env["TANGO_HOST"] = self.tango_host
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.pop(PARENT_ENV, None)
+        if self.exit_with_parent:
+            env.update(parent_environment())
         return env
 
     def _argv(self) -> list[str]:
@@ -250,9 +261,11 @@ def start_server(
     log_file: Path,
     timeout: float = 20.0,
     env: Mapping[str, str] | None = None,
+    exit_with_parent: bool = True,
 ) -> ServerProcess:
     """Start a device server process with ``TANGO_HOST`` set; wait until its *devices* answer.
 
     Unless *argv* has its own ``-ORBendPoint``, the server listens on loopback with a free port.
     """
-    return ServerProcess(argv, tango_host, devices, log_file, timeout=timeout, env=env).start()
+    return ServerProcess(argv, tango_host, devices, log_file, timeout=timeout, env=env,
+                         exit_with_parent=exit_with_parent).start()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 import tango
 
+from servers import lifeline
 from servers.database import EmbeddedDatabase, free_port
 from servers.process import ProcessStartError, ServerProcess, register_server
 
@@ -24,12 +29,12 @@ DEVICE = "test/reference/1"
 
 
 def pid_gone(pid: int | None) -> bool:
+    """True once ``pid`` has ended (a zombie nobody reaped yet counts as ended)."""
     assert pid is not None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return True
-    return False
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -177,3 +182,81 @@ def test_database_that_cannot_start_reports_log_tail(
     with pytest.raises(ProcessStartError, match="Failed to bind"):
         busy.start()
     assert not busy.running and pid_gone(busy.pid)
+
+
+# -- children end with the process that started them (servers.lifeline) ------------------
+
+#: A parent that starts a database of its own and the reference server on it, prints their
+#: PIDs, then waits to be killed.
+PARENT = """
+import json, sys, time
+from pathlib import Path
+from servers.database import EmbeddedDatabase
+from servers.process import ServerProcess, register_server
+state, argv, tied = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3] == "tied"
+db = EmbeddedDatabase(state, exit_with_parent=tied).start()
+register_server(db.database(), "ReferenceDevice", "orphan", "ReferenceDevice", ["test/orphan/1"])
+server = ServerProcess([*argv, "orphan"], db.tango_host, ["test/orphan/1"],
+                       state / "server.log", exit_with_parent=tied).start()
+print(json.dumps([db.pid, server.pid]), flush=True)
+time.sleep(600)
+"""
+
+
+def _killed_parent_children(tmp_path: Path, tied: bool) -> list[int]:
+    """Start :data:`PARENT`, SIGKILL it once its database and server answer; their PIDs."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path), json.dumps(REFERENCE),
+                               "tied" if tied else "free"], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        line = parent.stdout.readline()
+        assert line, "the parent did not start its children"
+        return json.loads(line)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+
+
+def _end(pids: list[int]) -> None:
+    for pid in pids:
+        if not pid_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_servers_and_database_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    pids = _killed_parent_children(tmp_path, tied=True)
+    try:
+        # Ended by SIGTERM (Tango shuts down cleanly), well before the SIGKILL that would
+        # follow after the grace period.
+        assert wait_for(lambda: all(pid_gone(pid) for pid in pids),
+                        timeout=lifeline.GRACE * 0.8), \
+            f"still running: {[pid for pid in pids if not pid_gone(pid)]}"
+    finally:
+        _end(pids)
+
+
+def test_untied_children_outlive_their_parent(tmp_path: Path) -> None:
+    pids = _killed_parent_children(tmp_path, tied=False)
+    try:
+        time.sleep(2)  # a tied child would have noticed at once
+        assert not any(pid_gone(pid) for pid in pids)
+    finally:
+        _end(pids)
+
+
+def test_a_child_whose_parent_is_gone_already_ends_at_once(tmp_path: Path) -> None:
+    # The variable names a process that is not this child's parent (its parent ended
+    # before the child got to look): the child ends itself.
+    env = dict(os.environ, **{lifeline.PARENT_ENV: "1"})
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import time; from servers.lifeline import exit_with_parent; "
+         "exit_with_parent(grace=1); time.sleep(30)"],
+        env=env, timeout=20, cwd=Path(__file__).resolve().parents[1])
+    assert child.returncode == -signal.SIGTERM
+
+
+def test_without_the_variable_nothing_is_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(lifeline.PARENT_ENV, raising=False)
+    assert lifeline.exit_with_parent() is None

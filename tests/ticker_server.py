@@ -9,15 +9,13 @@ name ``Ticker``).
 from __future__ import annotations
 
 import asyncio
-import sys
-
-import tango.server
 
 from concert_core.coroutines import background
 from concert_core.devices.base import Device
 from concert_core.parameter import Parameter
 from servers.bridge import tango_class
 from servers.families import Published
+from servers.main import serve
 
 
 class Ticker(Device):
@@ -52,4 +50,4 @@ class Ticker(Device):
 PUBLISHED = Published("tests.ticker_server:Ticker", "tests.ticker_server:Ticker")
 
 if __name__ == "__main__":
-    tango.server.run([tango_class(PUBLISHED)], args=["Ticker", *sys.argv[1:]])
+    serve([tango_class(PUBLISHED)], "Ticker")
