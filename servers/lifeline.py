@@ -23,7 +23,7 @@ import time
 PARENT_ENV = "CONCERT_EXIT_WITH"
 #: Seconds between SIGTERM and SIGKILL once the parent is gone.
 GRACE = 10.0
-#: Seconds between checks of the parent where a pidfd is not available.
+#: Seconds between checks of the watched process where a pidfd is not available.
 POLL_INTERVAL = 0.5
 
 
@@ -38,35 +38,51 @@ def _end_self(grace: float) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _wait_for_exit(pid: int) -> None:
-    """Return once process ``pid`` (this process's parent) has ended."""
+def _alive(pid: int) -> bool:
     try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # no pidfd (older kernel, not Linux): poll the parent
-        while os.getppid() == pid:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def _wait_for_exit(fd: int | None, pid: int) -> None:
+    """Return once process ``pid`` has ended: its pidfd ``fd`` becomes readable, or,
+    without one, a check every :data:`POLL_INTERVAL` finds it gone."""
+    if fd is None:
+        while _alive(pid):
             time.sleep(POLL_INTERVAL)
         return
     try:
-        select.select([fd], [], [])  # a pidfd becomes readable when its process ends
+        select.select([fd], [], [])
     finally:
         os.close(fd)
 
 
 def exit_with_parent(grace: float = GRACE) -> threading.Thread | None:
-    """If :data:`PARENT_ENV` names this process's parent, end this process when the parent
-    ends (a daemon thread waits for it). The variable is removed from the environment, so
-    this process's own children are not tied to the wrong process. Returns the watching
-    thread, or None when there is nothing to watch."""
+    """If :data:`PARENT_ENV` names a process (the parent that started this one, or a
+    wrapper's parent), end this process when that one ends; a daemon thread waits for
+    it. The variable is removed from the environment, so this process's own children are
+    not tied to it. Returns the watching thread, or None when there is nothing to watch."""
     value = os.environ.pop(PARENT_ENV, None)
     if not value:
         return None
     pid = int(value)
-    if os.getppid() != pid:  # the parent ended before this process got here
+    fd: int | None = None
+    try:
+        fd = os.pidfd_open(pid)  # taken now: the process cannot be swapped for another
+    except ProcessLookupError:  # it ended before this process got here
         threading.Thread(target=_end_self, args=(grace,), daemon=True).start()
         return None
+    except (AttributeError, OSError):  # no pidfd (an older kernel, not Linux): poll
+        if not _alive(pid):
+            threading.Thread(target=_end_self, args=(grace,), daemon=True).start()
+            return None
 
     def watch() -> None:
-        _wait_for_exit(pid)
+        _wait_for_exit(fd, pid)
         _end_self(grace)
 
     thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)

@@ -245,10 +245,11 @@ def test_untied_children_outlive_their_parent(tmp_path: Path) -> None:
         _end(pids)
 
 
-def test_a_child_whose_parent_is_gone_already_ends_at_once(tmp_path: Path) -> None:
-    # The variable names a process that is not this child's parent (its parent ended
-    # before the child got to look): the child ends itself.
-    env = dict(os.environ, **{lifeline.PARENT_ENV: "1"})
+def test_a_child_whose_parent_is_gone_already_ends_at_once() -> None:
+    # The variable names a process that ended before the child got to look.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    env = dict(os.environ, **{lifeline.PARENT_ENV: str(gone.pid)})
     child = subprocess.run(
         [sys.executable, "-c",
          "import time; from servers.lifeline import exit_with_parent; "
