@@ -532,8 +532,7 @@ def report(result: Result, note: str = "") -> None:
         f"  {result.key:<13} {result.label:<34} {result.frames:5d} frames "
         f"{result.seconds:7.2f} s {result.gbps:6.2f} GB/s {result.fps:8.1f} frames/s "
         f"lost {result.lost} {note}"
-        + (f"  [{result.load.busy:.0%} busy, {result.load.steal:.0%} stolen]"
-           if result.load is not None else "")
+        + (f"  [{result.load.brief()}]" if result.load is not None else "")
     )
 
 

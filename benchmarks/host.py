@@ -26,9 +26,12 @@ class HostLoad:
     steal: float = 0.0  #: taken by the hypervisor for other guests
     seconds: float = 0.0  #: the span, in CPU seconds of all cores together
 
+    def brief(self) -> str:
+        """``"62% busy, 3% stolen"``."""
+        return f"{self.busy:.0%} busy, {self.steal:.0%} stolen"
+
     def __str__(self) -> str:
-        return (f"host: {self.cores} cores {self.busy:.0%} busy, "
-                f"{self.steal:.0%} stolen by the hypervisor")
+        return f"host: {self.cores} cores {self.brief()} by the hypervisor"
 
 
 def _split(times: Any) -> tuple[float, float, float]:

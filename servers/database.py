@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tango
 
-from servers.lifeline import PARENT_ENV, parent_environment
+from servers.lifeline import tie_to_this_process
 from servers.process import ChildProcess, ProcessStartError, log_tail
 
 __all__ = ["EmbeddedDatabase", "free_port"]
@@ -111,9 +111,7 @@ class EmbeddedDatabase(ChildProcess):
         env.setdefault("PYTHONUNBUFFERED", "1")
         # Run from the state directory: the launcher imports servers.lifeline from here.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, env.get("PYTHONPATH")]))
-        env.pop(PARENT_ENV, None)
-        if self.exit_with_parent:
-            env.update(parent_environment())
+        tie_to_this_process(env, self.exit_with_parent)
         argv = [
             sys.executable, "-c", _LAUNCHER,
             "--host", self.host, "--port", str(self.port), "--print-host-port", self.instance,

@@ -27,9 +27,13 @@ GRACE = 10.0
 POLL_INTERVAL = 0.5
 
 
-def parent_environment() -> dict[str, str]:
-    """Environment entries that tie a child to this process (see :func:`exit_with_parent`)."""
-    return {PARENT_ENV: str(os.getpid())}
+def tie_to_this_process(env: dict[str, str], tied: bool) -> dict[str, str]:
+    """``env`` for a child: ``tied``, it names this process (the child ends with it, see
+    :func:`exit_with_parent`); else it names none, not even one inherited."""
+    env.pop(PARENT_ENV, None)
+    if tied:
+        env[PARENT_ENV] = str(os.getpid())
+    return env
 
 
 def _end_self(grace: float) -> None:
@@ -44,7 +48,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: it exists
-        return True
+        pass
     return True
 
 
@@ -73,13 +77,11 @@ def exit_with_parent(grace: float = GRACE) -> threading.Thread | None:
     fd: int | None = None
     try:
         fd = os.pidfd_open(pid)  # taken now: the process cannot be swapped for another
-    except ProcessLookupError:  # it ended before this process got here
+    except (AttributeError, OSError):  # ended already, or no pidfd (not Linux): poll
+        pass
+    if fd is None and not _alive(pid):  # it ended before this process got here
         threading.Thread(target=_end_self, args=(grace,), daemon=True).start()
         return None
-    except (AttributeError, OSError):  # no pidfd (an older kernel, not Linux): poll
-        if not _alive(pid):
-            threading.Thread(target=_end_self, args=(grace,), daemon=True).start()
-            return None
 
     def watch() -> None:
         _wait_for_exit(fd, pid)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tango
 
-from servers.lifeline import PARENT_ENV, parent_environment
+from servers.lifeline import tie_to_this_process
 
 __all__ = [
     "LOOPBACK_ENDPOINT",
@@ -178,10 +178,7 @@ class ServerProcess(ChildProcess):
         env.update(self._extra_env)
         env["TANGO_HOST"] = self.tango_host
         env.setdefault("PYTHONUNBUFFERED", "1")
-        env.pop(PARENT_ENV, None)
-        if self.exit_with_parent:
-            env.update(parent_environment())
-        return env
+        return tie_to_this_process(env, self.exit_with_parent)
 
     def _argv(self) -> list[str]:
         if any(arg.lower() == "-orbendpoint" for arg in self.argv):

@@ -64,7 +64,7 @@ class Pusher:
     """One thread that performs Tango calls (event pushes, property updates) in order;
     :meth:`close` ends it, dropping the jobs not started yet."""
 
-    def __init__(self, name: str = "tango-pusher") -> None:
+    def __init__(self, name: str) -> None:
         self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self.closed = False
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
