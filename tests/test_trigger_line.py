@@ -168,6 +168,59 @@ async def test_aclose_leaves_no_task_and_closes_the_socket():
     output.close()
 
 
+async def test_wait_connected_tells_whether_an_output_answers(tmp_path):
+    output = TriggerOutput(LOOPBACK)
+    line, seen = await counting_input(output.endpoint)
+    assert await line.wait_connected(timeout=2) is True
+    assert await line.wait_connected(timeout=0) is True  # known: answered at once
+    assert line._monitor is None  # the connection's monitor ended with the answer
+    await line.aclose()
+    # Nobody at the endpoint: a refused connection answers False at once.
+    port = output.endpoint.rpartition(":")[2]
+    output.close()
+    await rebind(output.endpoint)
+    for endpoint in (f"tcp://127.0.0.1:{port}", f"ipc://{tmp_path}/nobody"):
+        nowhere, _ = await counting_input(endpoint)
+        started = time.monotonic()
+        assert await nowhere.wait_connected(timeout=2) is False
+        assert time.monotonic() - started < 1
+        await nowhere.aclose()
+        assert nowhere._monitor is None
+    # An output bound after the input: the next wait sees the connection made.
+    late, seen = await counting_input(f"tcp://127.0.0.1:{port}")
+    assert await late.wait_connected(timeout=0.05) is False
+    output = TriggerOutput(f"tcp://127.0.0.1:{port}")
+    assert await late.wait_connected(timeout=2) is True
+    await output.wait_listeners(1, timeout=2)
+    output.pulse(5)
+    await until(lambda: seen == [5])
+    await late.aclose()
+    output.close()
+
+
+@pytest.mark.parametrize("how", ["unplug first", "new line first"])
+async def test_a_replugged_input_gets_the_first_pulse(how):
+    """The output counts listeners from their (un)subscriptions, which travel over separate
+    connections. An input waited for with wait_connected was counted after the closed
+    one's unsubscription, so the output never takes the stale count for the new input."""
+    output = TriggerOutput(LOOPBACK)
+    line, seen = await counting_input(output.endpoint)
+    for index in range(40):
+        if how == "unplug first":
+            await line.aclose()
+            line, seen = await counting_input(output.endpoint)
+        else:
+            new, seen = await counting_input(output.endpoint)
+            await line.aclose()
+            line = new
+        await line.wait_connected(timeout=2)
+        await output.wait_listeners(1, timeout=2)
+        output.pulse(index)
+        await until(lambda: seen == [index])  # noqa: B023 - awaited in this round
+    await line.aclose()
+    output.close()
+
+
 async def test_malformed_endpoints_and_pulses_are_refused():
     for endpoint in ("nonsense", "tcp://127.0.0.1:abc", "foo://x"):
         with pytest.raises(ValueError):
@@ -436,16 +489,32 @@ async def test_trigger_input_parameter():
     output.close()
 
 
+async def test_a_camera_replugged_to_a_busy_output_gets_the_first_pulse():
+    """Writing trigger_input returns once the line is counted at the output: a pulse sent
+    right afterwards reaches the camera, never the unplugged line (not recording, each
+    pulse is counted as ignored)."""
+    output = TriggerOutput(LOOPBACK)
+    other = TriggerOutput(LOOPBACK)
+    camera = await make_camera()
+    for index in range(30):
+        await camera.set_trigger_input("" if index % 2 else other.endpoint)
+        await camera.set_trigger_input(output.endpoint)
+        await output.wait_listeners(1, timeout=2)
+        output.pulse(index)
+        await until(lambda: camera.pulses_ignored == index + 1)  # noqa: B023
+    assert camera.pulses_ignored == 30
+    await camera.set_trigger_input("")
+    output.close()
+    other.close()
+
+
 # -- garbage collection ---------------------------------------------------------------------------
 async def test_a_dropped_camera_is_collected_and_its_line_ends(monkeypatch):
     motor, camera = await wired()
     before = set(asyncio.all_tasks())
     output_endpoint = await motor.get_trigger_output()
     await camera.set_trigger_input("")
-    # The output counts the closed input off when its unsubscription arrives; until then
-    # a scan would take the old subscription for the new input's and pulse too soon.
-    await until(lambda: motor._trigger.listeners == 0)
-    await camera.set_trigger_input(output_endpoint)
+    await camera.set_trigger_input(output_endpoint)  # re-plugged: the first pulse arrives
     assert len(asyncio.all_tasks() - before) == 1
     async with camera.recording():
         grabbing = asyncio.ensure_future(camera.grab())

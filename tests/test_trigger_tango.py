@@ -97,3 +97,36 @@ async def test_step_scan_refusals_over_tango(servers) -> None:
     finally:
         await position.set_upper(None)
         await motor.disconnect()
+
+
+async def test_a_replugged_camera_gets_the_first_pulse_across_servers(servers) -> None:
+    """Unplugged and plugged in again through Tango, the camera server's line gets the
+    pulse of a one-step scan started right afterwards (a lost pulse would end in a grab
+    timeout). The race this guards is provoked in-process in test_trigger_line.py."""
+    motor = await TangoDevice(SCAN_MOTOR)
+    camera = await TangoDevice(CAMERA)
+    try:
+        await motor.set_trigger_output("tcp://127.0.0.1:0")
+        endpoint = await motor.get_trigger_output()
+        await camera.set_trigger_source("EXTERNAL")
+        await camera.set_data_endpoint("tcp://127.0.0.1:0")
+        data = await camera.get_data_endpoint()
+        await camera.set_trigger_input(endpoint)
+        for _ in range(5):
+            await camera.set_trigger_input("")
+            await camera.set_trigger_input(endpoint)
+            async with ImageReceiver(data, timeout=10) as receiver:
+                await camera.start_recording()
+                sending = asyncio.ensure_future(camera.grab_send(1))
+                await motor.step_scan(1 * q.deg, 1, 0 * q.s)
+                frames = [frame async for frame in receiver.frames()]
+                await camera.stop_recording()
+                await sending
+            assert len(frames) == 1 and receiver.complete
+    finally:
+        if await camera.get_state() == "recording":
+            await camera.stop_recording()
+        await camera.set_trigger_input("")
+        await camera.set_trigger_source("AUTO")
+        await motor.disconnect()
+        await camera.disconnect()

@@ -12,7 +12,7 @@ import secrets
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -104,14 +104,18 @@ def open_socket(
     endpoint: str | CommData,
     bind: bool,
     options: Mapping[int, Any] = (),  # type: ignore[assignment]
+    prepare: Callable[[zmq.Socket], Any] | None = None,
 ) -> tuple[zmq.asyncio.Socket, str]:
-    """Create, configure and bind or connect a socket; return it and its actual endpoint."""
+    """Create, configure and bind or connect a socket; return it and its actual endpoint.
+    ``prepare(socket)`` runs just before the bind or connect (to start a monitor)."""
     context = context or zmq.asyncio.Context.instance()
     address = resolve_endpoint(endpoint, bind)
     socket = context.socket(socket_type)
     try:
         for option, value in dict(options).items():
             socket.setsockopt(option, value)
+        if prepare is not None:
+            prepare(socket)
         if bind:
             socket.bind(address)
             address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()

@@ -36,6 +36,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from concert_core.dataplane.sender import _seconds, close_socket, open_socket, resolve_endpoint
 from concert_core.dataplane.wire import DataPlaneError, DataPlaneTimeout
@@ -52,6 +53,13 @@ PULSE_HWM = 10_000
 _LISTENER_POLL = 0.002
 #: Milliseconds a closed input keeps trying to deliver its farewell (its unsubscription).
 _FAREWELL_LINGER_MS = 100
+#: Seconds :meth:`TriggerInput.wait_connected` waits by default.
+CONNECT_TIMEOUT = 1.0
+#: Monitor events of an input's connection: made, or nobody (sane) at the endpoint.
+_HANDSHAKE_DONE = zmq.EVENT_HANDSHAKE_SUCCEEDED
+_NOBODY_THERE = (zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                 | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                 | zmq.EVENT_DISCONNECTED)
 
 
 class TriggerError(DataPlaneError):
@@ -197,11 +205,20 @@ class TriggerInput:
             raise ValueError(f"a trigger input connects to an output's actual port, not "
                              f"{endpoint!r} (read the output's endpoint)")
         options = {zmq.SUBSCRIBE: b"", zmq.RCVHWM: PULSE_HWM, zmq.LINGER: 0}
+        monitors: list[zmq.asyncio.Socket] = []
+
+        def watch(socket: zmq.Socket) -> None:  # before connecting: no event is missed
+            monitors.append(socket.get_monitor_socket(_HANDSHAKE_DONE | _NOBODY_THERE))
+
         try:
             self._socket, self._endpoint = open_socket(context, zmq.SUB, endpoint, False,
-                                                       options)
+                                                       options, watch)
         except zmq.ZMQError as error:
+            for monitor in monitors:
+                monitor.close(linger=0)
             raise _zmq_refusal("connect to", endpoint, error) from None
+        self._monitor: zmq.asyncio.Socket | None = monitors[0]
+        self._connected = False
         self._on_pulse = on_pulse
         #: Pulses received, messages refused as malformed, callbacks that failed.
         self.received = 0
@@ -220,6 +237,39 @@ class TriggerInput:
     def running(self) -> bool:
         """Whether the receiving task is still running."""
         return not self._task.done()
+
+    async def wait_connected(self, timeout: Any = CONNECT_TIMEOUT) -> bool:
+        """Wait until the connection to the output is made (its handshake done), and so
+        the subscription is on its way to it; False if nobody answers at the endpoint
+        (refused, failed handshake) or not within ``timeout`` (s or a quantity).
+
+        Whatever the output received from this process before, such as the
+        unsubscription of a line closed just before this one was opened, reached it
+        first: awaited after re-plugging, an output no longer counts a stale listener.
+        """
+        monitor = self._monitor
+        if self._connected or monitor is None:
+            return self._connected
+        seconds = _seconds(timeout)
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    event = parse_monitor_message(await monitor.recv_multipart())["event"]
+                    if event & _HANDSHAKE_DONE:
+                        self._connected = True
+                        self._stop_watching()
+                        return True
+                    if event & _NOBODY_THERE and not monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                        return False  # the latest news: nobody there (yet)
+        except TimeoutError:
+            return False
+
+    def _stop_watching(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            if not self._socket.closed:
+                self._socket.disable_monitor()
+            monitor.close(linger=0)
 
     async def _listen(self) -> None:
         socket = self._socket
@@ -253,6 +303,7 @@ class TriggerInput:
         socket = self._socket
         if socket.closed:
             return
+        self._stop_watching()
         try:
             socket.setsockopt(zmq.UNSUBSCRIBE, b"")
         except zmq.ZMQError:
@@ -291,6 +342,7 @@ class TriggerInput:
 
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "MAGIC",
     "PULSE_HWM",
     "TriggerError",

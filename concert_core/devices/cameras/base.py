@@ -167,7 +167,7 @@ class Camera(Device):
         help="ZMQ endpoint of the trigger output the camera listens to ('' = not connected), "
         "e.g. a motor's trigger_output: a simulated TTL cable. Each pulse while recording with "
         "trigger_source EXTERNAL exposes one frame; other pulses are ignored. Writing connects "
-        "at once; not changed while recording"
+        "and answers once the output has answered (at most 1 s); not changed while recording"
     )
     shared_memory = Parameter(
         help="True: frames sent to data_endpoint travel in shared memory, only their headers "
@@ -328,6 +328,9 @@ class Camera(Device):
         self._trigger_line = line
         # The line ends with the camera: nothing of it keeps the camera alive.
         self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
+        if line is not None and not await line.wait_connected():
+            LOG.info("%s: no trigger output answers at %s yet", type(self).__name__,
+                     line.endpoint)
 
     async def _trigger_pulse(self, index: int, sent: float) -> None:
         """Pulse ``index`` on the trigger line, sent at ``sent`` (seconds since the epoch):
