@@ -25,7 +25,8 @@ Parts (each a function registered in ``PARTS``; add one by appending to it):
 Sender and receiver run in separate threads (each with its own event loop for (b)).
 Every part runs ``--repeat`` times and the best run counts (the machine may be shared):
 (a), (b) and (c) in interleaved rounds, (d) in rounds on the same two servers. Every
-timed disk run starts after ``os.sync()`` and :func:`warm_memory`. Each result shows how
+timed disk run starts after :func:`fresh_start` (dirty pages written, the VM's pending
+pass of free page reporting over, memory warmed). Each result shows how
 busy the cores were during its part and how much time the hypervisor stole
 (``benchmarks/host.py``).
 Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]
@@ -58,7 +59,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.host import HostLoad, host_load
+from benchmarks.host import HostLoad, after_reporting_pass, host_load
 from concert_core.dataplane import ImageReceiver, ImageSender
 from servers.database import EmbeddedDatabase
 from servers.process import ServerProcess, register_server
@@ -213,14 +214,10 @@ def _mem_available() -> int | None:
 def warm_memory(nbytes: int) -> None:
     """Touch ``nbytes`` of fresh memory and release it, just before a timed disk run.
 
-    On a VM that backs guest memory lazily and takes back the pages the guest left free
-    for a few seconds (free page reporting), the first touch of such a page costs a host
-    page fault: on the 2-core Firecracker VM this was measured on, touching 2 GB freed
-    10 s earlier runs at 0.3 GB/s, right after freeing at 5.6 GB/s. The page cache a run
-    writes into comes from those free pages, so whichever run came first after a pause
-    (c's raw h5py, d's HDF5 run: 0.2-0.4 GB/s, its writer thread 95 % in pwrite) paid
-    for it and the next one did not. Pages just released are reused first, so after this
-    every run starts alike (at most half of the available memory is touched)."""
+    The page cache a run writes into comes from the free pages. Pages the VM's host took
+    back (see ``benchmarks/host.py``) cost a host fault on their first touch, pages just
+    released are reused first: after this the run finds warm pages, whichever parts ran
+    before it (at most half of the available memory is touched)."""
     available = _mem_available()
     if available is not None:
         nbytes = min(nbytes, available // 2)
@@ -230,9 +227,17 @@ def warm_memory(nbytes: int) -> None:
         del buffer
 
 
+def fresh_start(nbytes: int) -> None:
+    """Prepare a timed disk run that needs ``nbytes`` of page cache: write out the dirty
+    pages of earlier runs, wait for the pending pass of free page reporting (it would
+    take back the warmed pages during the run), then warm that much memory."""
+    os.sync()
+    after_reporting_pass()
+    warm_memory(nbytes)
+
+
 def _timed(key: str, label: str, count: int, func: Callable[[], int]) -> Result:
-    os.sync()  # every disk part starts without the previous parts' dirty pages
-    warm_memory((count + 16) * setup_nbytes())
+    fresh_start((count + 16) * setup_nbytes())
     start = time.perf_counter()
     written = func()
     seconds = time.perf_counter() - start
@@ -384,8 +389,7 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
     try:
         if not ready.wait(60):
             raise RuntimeError("the raw sender did not start")
-        os.sync()
-        warm_memory((count + 16) * setup_nbytes())
+        fresh_start((count + 16) * setup_nbytes())
         start = time.perf_counter()
         go.set()
         while len(parts := pull.recv_multipart(copy=False)) == 2:
@@ -465,8 +469,7 @@ def _through_servers(setup: Setup, root: str) -> list[Result]:
         walker.write_attribute("dsetname", "frame_{:>06}.tif")
         walker.Descend(name)
         walker.WriteSequence(endpoint)
-        os.sync()  # as in (c): no dirty pages of earlier runs, warm memory
-        warm_memory((count + 16) * setup_nbytes())
+        fresh_start((count + 16) * setup_nbytes())  # as in (c)
         start = time.perf_counter()
         camera.GrabSend(count)
         while walker.state() == tango.DevState.RUNNING:

@@ -1,7 +1,9 @@
 """The benchmarks' host-load figures (``benchmarks/host.py``)."""
 
+import threading
 import time
 
+from benchmarks import host
 from benchmarks.host import host_load
 
 
@@ -29,3 +31,42 @@ def test_the_load_is_filled_in_even_when_the_block_fails():
     except RuntimeError:
         pass
     assert load.seconds > 0 and load.busy > 0
+
+
+def _counters(directory, passes: int, reported_kib: int) -> None:
+    (directory / "passes").write_text(f"{passes}\n")
+    (directory / "reported_kib").write_text(f"{reported_kib}\n")
+
+
+def test_memory_given_back_to_the_hypervisor_is_counted_where_the_kernel_counts_it(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(host, "PAGE_REPORTING", tmp_path / "absent")
+    with host_load() as load:
+        pass
+    assert host.reclaimed_bytes() is None and load.reclaimed is None
+    assert "reclaimed" not in load.brief()
+    monkeypatch.setattr(host, "PAGE_REPORTING", tmp_path)
+    _counters(tmp_path, 7, 1000)
+    with host_load() as load:
+        _counters(tmp_path, 8, 1000 + 1_100_000)
+    assert host.reclaimed_bytes() == 1_101_000 * 1024
+    assert load.reclaimed == 1_100_000 * 1024
+    assert load.brief().endswith(", 1.1 GB reclaimed")
+
+
+def test_after_reporting_pass_waits_for_the_next_pass(tmp_path, monkeypatch):
+    monkeypatch.setattr(host, "PAGE_REPORTING", tmp_path / "absent")
+    started = time.monotonic()
+    assert host.after_reporting_pass(timeout=5) is False  # not counted: no wait
+    assert time.monotonic() - started < 0.5
+    monkeypatch.setattr(host, "PAGE_REPORTING", tmp_path)
+    _counters(tmp_path, 3, 0)
+    started = time.monotonic()
+    assert host.after_reporting_pass(timeout=0.3) is False  # no pass ran
+    assert time.monotonic() - started >= 0.3
+    timer = threading.Timer(0.2, _counters, (tmp_path, 4, 64))
+    timer.start()
+    started = time.monotonic()
+    assert host.after_reporting_pass(timeout=5) is True
+    assert 0.15 <= time.monotonic() - started < 2
+    timer.join()
