@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from typing import Any
 
 from concert_core.devices.shutters.base import Shutter
@@ -21,6 +22,8 @@ from concert_core.quantities import q
 from experiments import imaging
 from experiments.sources import variant
 
+LOG = logging.getLogger(__name__)
+
 
 async def _move_shutter(shutter: Shutter, target: str) -> None:
     """Open or close ``shutter`` (``target`` ``open`` or ``closed``); a shutter there
@@ -29,9 +32,10 @@ async def _move_shutter(shutter: Shutter, target: str) -> None:
     nothing to do."""
     try:
         await (shutter.open() if target == "open" else shutter.close())
-    except TransitionNotAllowed:
+    except TransitionNotAllowed as refusal:
         if await shutter.get_state() != target:
             raise
+        LOG.debug("shutter %s already %s, its refusal ignored: %s", shutter, target, refusal)
 
 
 class SynchrotronMixin:

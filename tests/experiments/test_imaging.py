@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -79,13 +80,18 @@ async def test_radiography_synchrotron(devices):
 
 
 async def test_sample_exposure_leaves_a_shutter_that_is_there_and_refuses_a_broken_one(
-        devices):
+        devices, caplog):
     experiment = await synchrotron.Radiography(
         None, devices.flat_motor, 1 * q.mm, 10 * q.mm, devices.camera, devices.shutter,
         num_flats=1, num_darks=1, num_projections=1)
     shutter = devices.shutter
-    await experiment.stop_sample_exposure()  # closed already: nothing to do
+    with caplog.at_level(logging.DEBUG, logger="experiments.synchrotron"):
+        await experiment.stop_sample_exposure()  # closed already: nothing to do
     assert await shutter.get_state() == "closed"
+    notes = [record.getMessage() for record in caplog.records
+             if record.name == "experiments.synchrotron"]
+    assert len(notes) == 1 and notes[0].startswith(f"shutter {shutter} already closed, its "
+                                                   "refusal ignored: ")
     await experiment.start_sample_exposure()
     await experiment.start_sample_exposure()  # open already
     assert await shutter.get_state() == "open"
