@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import socket
 import time
 import weakref
 
@@ -196,6 +197,30 @@ async def test_wait_connected_tells_whether_an_output_answers(tmp_path):
     await until(lambda: seen == [5])
     await late.aclose()
     output.close()
+
+
+async def test_wait_connected_ends_with_the_line_and_can_be_cancelled():
+    """An endpoint that accepts the connection but never answers ZMQ's handshake: the
+    wait lasts until its timeout, until the line is closed (False) or until the waiting
+    task is cancelled (cancelled, not False)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        endpoint = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        line, _ = await counting_input(endpoint)
+        assert await line.wait_connected(timeout=0.1) is False
+        waiting = asyncio.ensure_future(line.wait_connected(timeout=5))
+        await asyncio.sleep(0.05)
+        await line.aclose()
+        assert await asyncio.wait_for(waiting, 1) is False
+        line, _ = await counting_input(endpoint)
+        waiting = asyncio.ensure_future(line.wait_connected(timeout=5))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await line.aclose()
+    finally:
+        silent.close()
 
 
 @pytest.mark.parametrize("how", ["unplug first", "new line first"])

@@ -263,6 +263,11 @@ class TriggerInput:
                         return False  # the latest news: nobody there (yet)
         except TimeoutError:
             return False
+        except (asyncio.CancelledError, zmq.ZMQError):
+            task = asyncio.current_task()
+            if monitor.closed and not (task is not None and task.cancelling()):
+                return False  # the line was closed meanwhile
+            raise
 
     def _stop_watching(self) -> None:
         monitor, self._monitor = self._monitor, None
