@@ -25,8 +25,9 @@ Parts (each a function registered in ``PARTS``; add one by appending to it):
 Sender and receiver run in separate threads (each with its own event loop for (b)).
 Every part runs ``--repeat`` times and the best run counts (the machine may be shared):
 (a), (b) and (c) in interleaved rounds, (d) in rounds on the same two servers. Every
-timed disk run starts after :func:`fresh_start` (dirty pages written, the VM's pending
-pass of free page reporting over, memory warmed). Each result shows how
+timed run starts right after the VM's pending pass of free page reporting (see
+``benchmarks/host.py``), every disk run after :func:`fresh_start` (dirty pages written,
+that pass over, memory warmed). Each result shows how
 busy the cores were during its part and how much time the hypervisor stole
 (``benchmarks/host.py``).
 Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]
@@ -144,6 +145,7 @@ def _raw_zmq(setup: Setup, transport: str) -> Result:
 
     received = 0
     nbytes = 0
+    after_reporting_pass()  # as before every timed run: no pass falls into it
     start = time.perf_counter()
     thread = threading.Thread(target=send)
     thread.start()
@@ -192,6 +194,7 @@ def _stream(setup: Setup, key: str, label: str, in_flight: int | None) -> Result
             seconds = time.perf_counter() - start
             return receiver.received, nbytes, seconds, receiver.missed + receiver.refused
 
+    after_reporting_pass()
     thread = threading.Thread(target=asyncio.run, args=(send(),))
     thread.start()
     received, nbytes, seconds, lost = asyncio.run(receive())
