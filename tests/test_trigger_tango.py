@@ -4,6 +4,7 @@ ConcertCamera's trigger_input during a StepScan, driven through remote TangoDevi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -46,10 +47,25 @@ async def degrees(motor) -> float:
     return float((await motor.get_position()).to(q.deg).magnitude)
 
 
-async def test_step_scan_triggers_the_camera_across_servers(servers) -> None:
+@contextlib.asynccontextmanager
+async def scan_motor_and_camera():
+    """The scan motor and the camera; afterwards the camera is unplugged, not recording and
+    in trigger source AUTO again, and both proxies are disconnected."""
     motor = await TangoDevice(SCAN_MOTOR)
     camera = await TangoDevice(CAMERA)
     try:
+        yield motor, camera
+    finally:
+        if await camera.get_state() == "recording":
+            await camera.stop_recording()
+        await camera.set_trigger_input("")
+        await camera.set_trigger_source("AUTO")
+        await motor.disconnect()
+        await camera.disconnect()
+
+
+async def test_step_scan_triggers_the_camera_across_servers(servers) -> None:
+    async with scan_motor_and_camera() as (motor, camera):
         await motor.set_trigger_output("tcp://127.0.0.1:0")
         endpoint = await motor.get_trigger_output()
         assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":0")
@@ -71,13 +87,6 @@ async def test_step_scan_triggers_the_camera_across_servers(servers) -> None:
             await camera.stop_recording()
             await sending
         assert await degrees(motor) == pytest.approx(start + NUM - 1)
-    finally:
-        if await camera.get_state() == "recording":
-            await camera.stop_recording()
-        await camera.set_trigger_input("")
-        await camera.set_trigger_source("AUTO")
-        await motor.disconnect()
-        await camera.disconnect()
 
 
 async def test_step_scan_refusals_over_tango(servers) -> None:
@@ -103,9 +112,7 @@ async def test_a_replugged_camera_gets_the_first_pulse_across_servers(servers) -
     """Unplugged and plugged in again through Tango, the camera server's line gets the
     pulse of a one-step scan started right afterwards (a lost pulse would end in a grab
     timeout). The race this guards is provoked in-process in test_trigger_line.py."""
-    motor = await TangoDevice(SCAN_MOTOR)
-    camera = await TangoDevice(CAMERA)
-    try:
+    async with scan_motor_and_camera() as (motor, camera):
         await motor.set_trigger_output("tcp://127.0.0.1:0")
         endpoint = await motor.get_trigger_output()
         await camera.set_trigger_source("EXTERNAL")
@@ -123,10 +130,3 @@ async def test_a_replugged_camera_gets_the_first_pulse_across_servers(servers) -
                 await camera.stop_recording()
                 await sending
             assert len(frames) == 1 and receiver.complete
-    finally:
-        if await camera.get_state() == "recording":
-            await camera.stop_recording()
-        await camera.set_trigger_input("")
-        await camera.set_trigger_source("AUTO")
-        await motor.disconnect()
-        await camera.disconnect()
