@@ -257,9 +257,14 @@ async def test_frame_rate_is_honoured():
         for _ in range(5):
             frame = await camera.grab()
         elapsed = time.monotonic() - began
-    assert 0.08 <= elapsed <= 0.5  # 5 periods of 20 ms
-    assert frame.metadata["index"] - first.metadata["index"] == 5
-    assert frame.metadata["timestamp"] - first.metadata["timestamp"] == pytest.approx(0.1, abs=1e-5)
+    # Each grab waited for a new frame, 20 ms apart. A stalled test process skips frames
+    # (a grab returns the newest): count the periods by index, and check that as many
+    # passed on the clock, neither fewer (too fast) nor more (too slow).
+    periods = frame.metadata["index"] - first.metadata["index"]
+    assert periods >= 5
+    assert frame.metadata["timestamp"] - first.metadata["timestamp"] == pytest.approx(
+        periods * 0.02, abs=1e-5)
+    assert periods * 0.02 - 0.025 <= elapsed <= periods * 0.02 + 0.05
 
 
 async def test_exposure_longer_than_the_period_limits_the_rate():
