@@ -176,27 +176,31 @@ async def test_wait_connected_tells_whether_an_output_answers(tmp_path):
     assert await line.wait_connected(timeout=0) is True  # known: answered at once
     assert line._monitor is None  # the connection's monitor ended with the answer
     await line.aclose()
-    # Nobody at the endpoint: a refused connection answers False at once.
-    port = output.endpoint.rpartition(":")[2]
     output.close()
-    await rebind(output.endpoint)
-    for endpoint in (f"tcp://127.0.0.1:{port}", f"ipc://{tmp_path}/nobody"):
-        nowhere, _ = await counting_input(endpoint)
-        started = time.monotonic()
-        assert await nowhere.wait_connected(timeout=2) is False
-        assert time.monotonic() - started < 1
-        await nowhere.aclose()
-        assert nowhere._monitor is None
-    # An output bound after the input: the next wait sees the connection made.
-    late, seen = await counting_input(f"tcp://127.0.0.1:{port}")
-    assert await late.wait_connected(timeout=0.05) is False
-    output = TriggerOutput(f"tcp://127.0.0.1:{port}")
-    assert await late.wait_connected(timeout=2) is True
-    await output.wait_listeners(1, timeout=2)
-    output.pulse(5)
-    await until(lambda: seen == [5])
-    await late.aclose()
-    output.close()
+    # Nobody at the endpoint: a refused connection answers False at once. A port bound
+    # but not listening refuses connections, and no other process can take it meanwhile
+    # (a port merely freed could be: this test once found a listener there).
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # ZMQ may bind it too
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        for endpoint in (f"tcp://127.0.0.1:{port}", f"ipc://{tmp_path}/nobody"):
+            nowhere, _ = await counting_input(endpoint)
+            started = time.monotonic()
+            assert await nowhere.wait_connected(timeout=2) is False
+            assert time.monotonic() - started < 1
+            await nowhere.aclose()
+            assert nowhere._monitor is None
+        # An output bound after the input: the next wait sees the connection made.
+        late, seen = await counting_input(f"tcp://127.0.0.1:{port}")
+        assert await late.wait_connected(timeout=0.05) is False
+        output = TriggerOutput(f"tcp://127.0.0.1:{port}")
+        assert await late.wait_connected(timeout=2) is True
+        await output.wait_listeners(1, timeout=2)
+        output.pulse(5)
+        await until(lambda: seen == [5])
+        await late.aclose()
+        output.close()
 
 
 async def test_wait_connected_ends_with_the_line_and_can_be_cancelled():
