@@ -691,7 +691,6 @@ class ConcertDevice(Device):
             throw(error, f"{self.get_name()}/{spec.name}")
 
     async def _command(self, spec: CommandSpec, argin: Any) -> Any:
-        await self._limits_settled()
         arguments = decode_arguments(spec, argin, self.family)
         device = self.concert
         if spec.method == "stop":
@@ -705,6 +704,7 @@ class ConcertDevice(Device):
             await self._cancel(self._operations)
             await device.emergency_stop()
             return None
+        await self._limits_settled()  # not for a stop: it must not wait
         method = getattr(device, spec.method)
         if spec.method in ("lock", "unlock"):
             method(*arguments)
