@@ -22,9 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 import tango  # noqa: E402
 
-from benchmarks.host import host_load  # noqa: E402
+from benchmarks.host import halt_polling, host_load  # noqa: E402
 from servers.database import EmbeddedDatabase  # noqa: E402
 from servers.process import register_server, start_server  # noqa: E402
+from servers.runtime import LoopThread  # noqa: E402
 
 READS = 3000
 WRITES = 1000
@@ -56,6 +57,25 @@ def interleaved(calls: dict, count: int, rounds: int = 5) -> dict[str, tuple[flo
         values.sort()
         result[name] = (statistics.median(values), values[int(0.99 * len(values)) - 1])
     return result
+
+
+def hand_over(count: int = WRITES) -> float:
+    """Median round trip (us) of handing a no-op coroutine from this thread to an asyncio
+    loop thread and waiting for it, as the bridge does once per write, with a pause of
+    0.2 ms between calls (a Tango call's worth: the loop's core may go idle meanwhile)."""
+    loop = LoopThread("bench-hand-over")
+
+    async def nothing() -> None:
+        return None
+
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        loop.run(nothing(), timeout=1)
+        samples.append((time.perf_counter() - start) * 1e6)
+        time.sleep(0.0002)
+    loop.loop.call_soon_threadsafe(loop.loop.stop)
+    return statistics.median(samples)
 
 
 def event_run(proxy: tango.DeviceProxy, attribute: str, start_burst) -> tuple[int, float, int]:
@@ -118,6 +138,7 @@ def main() -> None:
                     "reference": lambda: ref.write_attribute("value", 1.0),
                     "bridge": lambda: bridge.write_attribute("value", 1.0),
                 }, WRITES)
+            handed_over = hand_over()
             ref.write_attribute("value", -1.0)  # Burst pushes value+1 each: 0, 1, 2, ...
             ref_events = event_run(ref, "value", lambda: ref.command_inout("Burst", EVENTS))
             with host_load() as events_load:
@@ -139,6 +160,11 @@ def main() -> None:
     base = writes["reference"][0]
     for name, (median, p99) in writes.items():
         print(f"  {name:<32} {median:10.1f} {p99:10.1f} {median / base:12.2f}x")
+    extra = writes["bridge"][0] - writes["reference"][0]
+    print(f"  bridge write - reference write = {extra:.0f} us; a thread -> loop -> thread "
+          f"round trip (one per bridged write) alone: {handed_over:.0f} us")
+    if halt_polling():
+        print(f"  {halt_polling()}")
     ratio = reads["bridge"][0] / reads["reference"][0]
     print(f"  bridge read / reference read = {ratio:.2f}x "
           f"(goal <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")

@@ -15,6 +15,11 @@ took 4 s instead of 0.5 s when a pass fell just before or into it. Where the ker
 counts those passes (``/sys/module/page_reporting/parameters``), :class:`HostLoad`
 shows the memory reported during a part, and :func:`after_reporting_pass` lets a timed
 run start right after a pass rather than just before one. Elsewhere both do nothing.
+
+An idle virtual core may halt at once, so that waking it goes through the hypervisor
+(guest halt polling off: ``guest_halt_poll_ns`` = 0, as on that VM). Every hand-over
+between threads that finds its core idle then pays that wake-up; :func:`halt_polling`
+says how the kernel is set.
 """
 
 from __future__ import annotations
@@ -94,6 +99,22 @@ def after_reporting_pass(timeout: float = REPORTING_DELAY) -> bool:
         if _reporting_counter("passes") != passes:
             return True
     return False
+
+
+#: The guest's halt polling (the ``haltpoll`` cpuidle driver of KVM guests).
+HALT_POLL_NS = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def halt_polling() -> str:
+    """How an idle core waits, where the kernel says (else an empty string)."""
+    try:
+        nanoseconds = int(HALT_POLL_NS.read_text())
+    except (OSError, ValueError):
+        return ""
+    if nanoseconds == 0:
+        return ("idle cores halt at once (guest halt polling off): waking one goes "
+                "through the hypervisor")
+    return f"idle cores poll {nanoseconds / 1000:g} us before they halt"
 
 
 @contextlib.contextmanager
