@@ -610,10 +610,33 @@ def test_server_side_limit_change_updates_min_max(beamline) -> None:
     assert float(camera.get_attribute_config("roi_width").max_value) == pytest.approx(width)
 
 
-def _set_limits(motor: tango.DeviceProxy, low: str, high: str) -> None:
-    config = motor.get_attribute_config("position")
+def _set_limits(device: tango.DeviceProxy, low: str, high: str,
+                attribute: str = "position") -> None:
+    config = device.get_attribute_config(attribute)
     config.min_value, config.max_value = low, high
-    motor.set_attribute_config(config)
+    device.set_attribute_config(config)
+
+
+def test_client_limits_are_taken_over_without_a_call(beamline) -> None:
+    # A client that only changes the configuration (as Jive does): the bridge takes the
+    # change over from its configuration event. Observable here without any call: roi_x0
+    # may not pass sensor_width - roi_width (0 with the full width), so the effective
+    # limits the bridge shows after taking a looser maximum over are that 0 again.
+    camera = proxy(CAMERA)
+    assert camera.roi_width == camera.sensor_width
+
+    def maximum() -> float | None:
+        text = camera.get_attribute_config("roi_x0").max_value
+        return None if text == "Not specified" else float(text)
+
+    assert maximum() == pytest.approx(0.0)
+    _set_limits(camera, "0.0", "50.0", "roi_x0")
+    try:
+        assert wait_for(lambda: maximum() == pytest.approx(0.0))
+    finally:
+        _set_limits(camera, "0.0", "Not specified", "roi_x0")
+    assert wait_for(lambda: maximum() == pytest.approx(0.0))
+    assert "refused" not in camera.status()
 
 
 def test_client_set_attribute_config_sets_user_limits(beamline) -> None:
