@@ -70,3 +70,15 @@ def test_after_reporting_pass_waits_for_the_next_pass(tmp_path, monkeypatch):
     assert host.after_reporting_pass(timeout=5) is True
     assert 0.15 <= time.monotonic() - started < 2
     timer.join()
+
+
+def test_halt_polling_says_how_idle_cores_wait(tmp_path, monkeypatch):
+    setting = tmp_path / "guest_halt_poll_ns"
+    monkeypatch.setattr(host, "HALT_POLL_NS", setting)
+    assert host.halt_polling() == ""  # a kernel without the driver: nothing to say
+    setting.write_text("0\n")
+    assert "halt at once" in host.halt_polling()
+    setting.write_text("200000\n")
+    assert host.halt_polling() == "idle cores poll 200 us before they halt"
+    setting.write_text("garbled\n")
+    assert host.halt_polling() == ""
