@@ -227,21 +227,17 @@ async def test_wait_connected_ends_with_the_line_and_can_be_cancelled():
         silent.close()
 
 
-@pytest.mark.parametrize("how", ["unplug first", "new line first"])
-async def test_a_replugged_input_gets_the_first_pulse(how):
+async def test_a_replugged_input_gets_the_first_pulse():
     """The output counts listeners from their (un)subscriptions, which travel over separate
-    connections. An input waited for with wait_connected was counted after the closed
-    one's unsubscription, so the output never takes the stale count for the new input."""
+    connections. An input opened after the old one was closed, and waited for with
+    wait_connected, was counted after the old one's unsubscription, so the output never
+    takes the stale count for the new input. (Opening the new input before closing the
+    old one gives no such order: it lost the first pulse once in about 500 re-plugs.)"""
     output = TriggerOutput(LOOPBACK)
     line, seen = await counting_input(output.endpoint)
     for index in range(40):
-        if how == "unplug first":
-            await line.aclose()
-            line, seen = await counting_input(output.endpoint)
-        else:
-            new, seen = await counting_input(output.endpoint)
-            await line.aclose()
-            line = new
+        await line.aclose()
+        line, seen = await counting_input(output.endpoint)
         await line.wait_connected(timeout=2)
         await output.wait_listeners(1, timeout=2)
         output.pulse(index)
@@ -504,9 +500,15 @@ async def test_trigger_input_parameter():
     line = camera._trigger_line
     await camera.set_trigger_input(output.endpoint)  # the same endpoint: kept
     assert camera._trigger_line is line
-    with pytest.raises(ValueError):
-        await camera.set_trigger_input(LOOPBACK)  # port 0 is nobody's output
-    assert await camera.get_trigger_input() == output.endpoint
+    for refused in (LOOPBACK, "tcp://127.0.0.1:abc"):  # port 0 is nobody's output
+        with pytest.raises(ValueError):
+            await camera.set_trigger_input(refused)
+        assert await camera.get_trigger_input() == output.endpoint
+        # Still plugged in: the refused write put the line back before it answered.
+        ignored = camera.pulses_ignored
+        assert await output.wait_listeners(1, timeout=2) == 1
+        output.pulse(0)
+        await until(lambda: camera.pulses_ignored == ignored + 1)  # noqa: B023
     async with camera.recording():
         with pytest.raises(TransitionNotAllowed):
             await camera.set_trigger_input("")

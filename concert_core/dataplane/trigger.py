@@ -246,6 +246,8 @@ class TriggerInput:
         Whatever the output received from this process before, such as the
         unsubscription of a line closed just before this one was opened, reached it
         first: awaited after re-plugging, an output no longer counts a stale listener.
+        Close the old line before opening the new one: the other way round, the new
+        connection may overtake the old one's end.
         """
         monitor = self._monitor
         if self._connected or monitor is None:

@@ -320,11 +320,23 @@ class Camera(Device):
         old = self._trigger_line
         if old is not None and endpoint and resolve_endpoint(endpoint, False) == old.endpoint:
             return  # connected there already
-        # A malformed endpoint raises ValueError here, before anything changes.
-        line = TriggerInput(endpoint, _pulse_receiver(weakref.ref(self))) if endpoint else None
+        receiver = _pulse_receiver(weakref.ref(self))
         if old is not None:
+            # Unplug first: the old input's unsubscription then reaches the output before
+            # the new one's subscription, so the output never counts the old input for the
+            # new one (and pulses to nobody). See TriggerInput.wait_connected.
             self._trigger_finalizer.detach()
+            self._trigger_line = self._trigger_finalizer = None
             await old.aclose()
+        try:
+            line = TriggerInput(endpoint, receiver) if endpoint else None
+        except ValueError:  # a malformed endpoint: plug the old line back, nothing changed
+            if old is not None:
+                await self._plug_trigger_line(TriggerInput(old.endpoint, receiver))
+            raise
+        await self._plug_trigger_line(line)
+
+    async def _plug_trigger_line(self, line: TriggerInput | None) -> None:
         self._trigger_line = line
         # The line ends with the camera: nothing of it keeps the camera alive.
         self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
