@@ -337,6 +337,7 @@ class Camera(Device):
         await self._plug_trigger_line(line)
 
     async def _plug_trigger_line(self, line: TriggerInput | None) -> None:
+        """Take ``line`` as the camera's trigger input and wait until its output answers."""
         self._trigger_line = line
         # The line ends with the camera: nothing of it keeps the camera alive.
         self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
