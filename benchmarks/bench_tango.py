@@ -163,8 +163,9 @@ def main() -> None:
     extra = writes["bridge"][0] - writes["reference"][0]
     print(f"  bridge write - reference write = {extra:.0f} us; a thread -> loop -> thread "
           f"round trip (one per bridged write) alone: {handed_over:.0f} us")
-    if halt_polling():
-        print(f"  {halt_polling()}")
+    idle_cores = halt_polling()
+    if idle_cores:
+        print(f"  {idle_cores}")
     ratio = reads["bridge"][0] / reads["reference"][0]
     print(f"  bridge read / reference read = {ratio:.2f}x "
           f"(goal <= 1.2x: {'met' if ratio <= 1.2 else 'NOT met'})")
