@@ -15,7 +15,7 @@ import zmq
 
 from concert_core.coroutines import wait_until
 from concert_core.dataplane import DataPlaneTimeout, TriggerError, TriggerInput, TriggerOutput
-from concert_core.dataplane.trigger import MAGIC, encode_pulse
+from concert_core.dataplane.trigger import HELLO, MAGIC, encode_pulse
 from concert_core.devices.cameras import dummy as cameras
 from concert_core.devices.cameras.base import CameraError
 from concert_core.devices.motors import base as motor_base
@@ -227,23 +227,71 @@ async def test_wait_connected_ends_with_the_line_and_can_be_cancelled():
         silent.close()
 
 
-async def test_a_replugged_input_gets_the_first_pulse():
-    """The output counts listeners from their (un)subscriptions, which travel over separate
-    connections. An input opened after the old one was closed, and waited for with
-    wait_connected, was counted after the old one's unsubscription, so the output never
-    takes the stale count for the new input. (Opening the new input before closing the
-    old one gives no such order: it lost the first pulse once in about 500 re-plugs.)"""
+@pytest.mark.parametrize("order", ["old line first", "new line first"])
+async def test_a_replugged_input_gets_the_first_pulse(order):
+    """An input awaited with wait_connected gets the very next pulse, however it was
+    re-plugged. The output counts listeners from (un)subscriptions that travel over
+    separate connections, so its count may still include the closed input; the answer
+    to the new input's greeting is what says the new one is subscribed. (Waiting for the
+    connection's handshake only, as up to session 17, lost this pulse in 10 of 300
+    rounds here.)"""
     output = TriggerOutput(LOOPBACK)
     line, seen = await counting_input(output.endpoint)
-    for index in range(40):
-        await line.aclose()
-        line, seen = await counting_input(output.endpoint)
-        await line.wait_connected(timeout=2)
-        await output.wait_listeners(1, timeout=2)
-        output.pulse(index)
+    for index in range(60):
+        if order == "old line first":
+            await line.aclose()
+            line, seen = await counting_input(output.endpoint)
+        else:
+            old, (line, seen) = line, await counting_input(output.endpoint)
+            await old.aclose()
+        assert await line.wait_connected(timeout=2) is True
+        output.pulse(index)  # no wait_listeners: the answer is enough
         await until(lambda: seen == [index])  # noqa: B023 - awaited in this round
+    assert 60 <= output.greeted <= 61  # the first line may close before it greets
     await line.aclose()
     output.close()
+
+
+async def test_an_output_that_does_not_answer_is_not_taken_as_connected():
+    """A bare XPUB (not a TriggerOutput) accepts the connection but never answers the
+    greeting: wait_connected says False after its timeout, and True once the greeting
+    is answered by hand."""
+    publisher = zmq.Context.instance().socket(zmq.XPUB)
+    publisher.setsockopt(zmq.LINGER, 0)
+    publisher.bind("tcp://127.0.0.1:*")
+    line, seen = await counting_input(publisher.getsockopt(zmq.LAST_ENDPOINT).decode())
+    try:
+        assert await line.wait_connected(timeout=0.2) is False
+        greetings = []
+        while publisher.poll(0):
+            greetings.append(publisher.recv())
+        hello = [topic[1:] for topic in greetings if topic[1:].startswith(HELLO)]
+        assert len(hello) == 1 and b"\x01" in greetings  # its greeting and b"" came
+        publisher.send(HELLO + bytes(8))  # somebody else's greeting: ignored
+        publisher.send(hello[0])
+        assert await line.wait_connected(timeout=2) is True
+        assert line.refused == 0 and line.received == 0
+        publisher.send(encode_pulse(1))
+        await until(lambda: seen == [1])
+    finally:
+        await line.aclose()
+        publisher.close()
+
+
+def test_an_output_needs_a_running_loop():
+    with pytest.raises(RuntimeError):
+        TriggerOutput(LOOPBACK)
+
+
+async def test_an_output_closed_from_another_thread_unbinds():
+    output = TriggerOutput(LOOPBACK)
+    line, _ = await counting_input(output.endpoint)
+    assert await line.wait_connected(timeout=2)
+    await asyncio.to_thread(output.close)
+    with pytest.raises(TriggerError, match="closed"):
+        output.pulse(0)
+    await rebind(output.endpoint)  # the loop unbound it
+    await line.aclose()
 
 
 async def test_malformed_endpoints_and_pulses_are_refused():
@@ -521,16 +569,15 @@ async def test_trigger_input_parameter():
 
 
 async def test_a_camera_replugged_to_a_busy_output_gets_the_first_pulse():
-    """Writing trigger_input returns once the line is counted at the output: a pulse sent
-    right afterwards reaches the camera, never the unplugged line (not recording, each
-    pulse is counted as ignored)."""
+    """Writing trigger_input returns once the output has the new line's subscription: a
+    pulse sent right afterwards, with no wait for listeners, reaches the camera, never
+    the unplugged line (not recording, each pulse is counted as ignored)."""
     output = TriggerOutput(LOOPBACK)
     other = TriggerOutput(LOOPBACK)
     camera = await make_camera()
     for index in range(30):
         await camera.set_trigger_input("" if index % 2 else other.endpoint)
         await camera.set_trigger_input(output.endpoint)
-        await output.wait_listeners(1, timeout=2)
         output.pulse(index)
         await until(lambda: camera.pulses_ignored == index + 1)  # noqa: B023
     assert camera.pulses_ignored == 30

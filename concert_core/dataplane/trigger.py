@@ -6,6 +6,11 @@ never blocks; a pulse nobody listens to is lost, as on an unplugged cable. It co
 listeners from their subscriptions. :class:`TriggerInput` connects a SUB socket and calls
 ``on_pulse(index, sent)`` for every pulse, from a background task.
 
+An input also subscribes to a greeting of its own, ``b"HELO"`` and 8 random bytes. The
+output reads subscriptions as they come (a reader on its event loop) and answers each
+greeting by publishing it: the input then knows the output has its subscription, so a
+pulse sent from then on reaches it (:meth:`TriggerInput.wait_connected`).
+
 A cable has no delay, but a message waits for the receiving process to get to it. So a
 pulse carries the time it was sent (``sent``, seconds since the epoch as ``time.time()``),
 and a receiver that simulates hardware (a camera exposing on the pulse) starts from that
@@ -13,6 +18,7 @@ time rather than from the moment it read the message.
 
 A pulse is a single-part message of 20 bytes: ``b"TTL2"``, the pulse index as a
 little-endian unsigned 64-bit integer and ``sent`` as a little-endian 64-bit float.
+A greeting is ``b"HELO"`` and the 8 bytes; an input ignores the greetings of others.
 Anything else is counted and ignored.
 
 Inside a running event loop::
@@ -29,6 +35,7 @@ import asyncio
 import inspect
 import logging
 import operator
+import secrets
 import struct
 import time
 from collections.abc import Callable
@@ -47,6 +54,9 @@ LOG = logging.getLogger(__name__)
 #: First bytes of every pulse message.
 MAGIC = b"TTL2"
 _PULSE = struct.Struct("<4sQd")
+#: First bytes of a greeting: an input's own topic, which the output answers.
+HELLO = b"HELO"
+_HELLO_SIZE = len(HELLO) + 8
 #: Pulses queued per listener; further ones are dropped (a listener that stopped reading).
 PULSE_HWM = 10_000
 #: Seconds between two looks at the subscriptions while waiting for listeners.
@@ -95,13 +105,16 @@ def _zmq_refusal(what: str, endpoint: Any, error: zmq.ZMQError) -> ValueError:
 class TriggerOutput:
     """The sending end of a trigger line, bound at ``endpoint`` (port 0: a free port).
 
-    :meth:`pulse` never blocks. :attr:`listeners` counts the inputs subscribed: a closed
-    :class:`TriggerInput` unsubscribes and is counted off at once, a peer that vanished
-    (its process killed) only once ZMQ has noticed the lost connection. Safe to
-    :meth:`close` from a finalizer.
+    Must be created inside a running event loop: a reader on that loop takes the inputs'
+    subscriptions as they arrive and answers their greetings. :meth:`pulse` never blocks.
+    :attr:`listeners` counts the inputs subscribed: a closed :class:`TriggerInput`
+    unsubscribes and is counted off at once, a peer that vanished (its process killed)
+    only once ZMQ has noticed the lost connection. Safe to :meth:`close` from a finalizer
+    or another thread.
     """
 
     def __init__(self, endpoint: str | CommData, context: zmq.Context | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
         options = {zmq.XPUB_VERBOSER: 1, zmq.SNDHWM: PULSE_HWM, zmq.LINGER: 0}
         try:
             self._socket, self._endpoint = open_socket(
@@ -111,7 +124,12 @@ class TriggerOutput:
         self._listeners = 0
         #: Pulses sent.
         self.sent = 0
+        #: Greetings answered (an input connecting, or reconnecting).
+        self.greeted = 0
         self.closed = False
+        # ZMQ's descriptor only says "look": every look reads until nothing is left, so
+        # it is signalled again by the next arrival.
+        self._loop.add_reader(self._socket.FD, self._read_subscriptions)
 
     @property
     def endpoint(self) -> str:
@@ -131,14 +149,31 @@ class TriggerOutput:
             try:
                 message = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
+                # A receive may leave commands unread (ZMQ throttles it), and with them
+                # the descriptor set: reading the events takes them all.
+                if self._socket.get(zmq.EVENTS) & zmq.POLLIN:
+                    continue
                 return
+            topic = message[1:]
+            if len(topic) == _HELLO_SIZE and topic.startswith(HELLO):
+                if message[0] == 1:  # an input greets: answer it on its own topic
+                    self._send(topic)
+                    self.greeted += 1
+                continue
             # Only subscriptions that let pulses through (b"" or a prefix of MAGIC) count.
-            if not message or not MAGIC.startswith(message[1:]):
+            if not message or not MAGIC.startswith(topic):
                 continue
             if message[0] == 1:
                 self._listeners += 1
             elif message[0] == 0:
                 self._listeners = max(0, self._listeners - 1)
+
+    def _send(self, message: bytes) -> bool:
+        try:
+            self._socket.send(message, zmq.NOBLOCK)
+        except zmq.Again:  # an XPUB drops for a full listener; kept as a guard
+            return False
+        return True
 
     async def wait_listeners(self, count: int = 1, timeout: Any = 2.0) -> int:
         """Wait until at least ``count`` inputs listen and return how many do;
@@ -163,12 +198,12 @@ class TriggerOutput:
         pulse stands for (seconds since the epoch; None: now): a simulated controller
         that runs late passes the time its timeline had planned."""
         self._check_open()
-        try:
-            self._socket.send(encode_pulse(index, sent), zmq.NOBLOCK)
-        except zmq.Again:  # an XPUB drops for a full listener; kept as a guard
+        if self._send(encode_pulse(index, sent)):
+            self.sent += 1
+        else:
             LOG.debug("trigger output %s: pulse %d dropped", self.endpoint, index)
-            return
-        self.sent += 1
+        # Sending may have taken in subscriptions that the reader is no longer told of.
+        self._read_subscriptions()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -176,8 +211,25 @@ class TriggerOutput:
 
     def close(self) -> None:
         """Unbind; pulses are refused afterwards."""
-        if not self.closed:
-            self.closed = True
+        if self.closed:
+            return
+        self.closed = True
+        loop = self._loop
+        if loop.is_closed():
+            close_socket(self._socket)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop or not loop.is_running():
+            self._unbind()
+        else:  # the reader is the running loop's: it goes in the loop's thread
+            loop.call_soon_threadsafe(self._unbind)
+
+    def _unbind(self) -> None:
+        if not self._socket.closed:
+            self._loop.remove_reader(self._socket.FD)
             close_socket(self._socket)
 
     def __repr__(self) -> str:
@@ -205,20 +257,25 @@ class TriggerInput:
             raise ValueError(f"a trigger input connects to an output's actual port, not "
                              f"{endpoint!r} (read the output's endpoint)")
         options = {zmq.SUBSCRIBE: b"", zmq.RCVHWM: PULSE_HWM, zmq.LINGER: 0}
+        self._hello = HELLO + secrets.token_bytes(_HELLO_SIZE - len(HELLO))
         monitors: list[zmq.asyncio.Socket] = []
 
-        def watch(socket: zmq.Socket) -> None:  # before connecting: no event is missed
+        def prepare(socket: zmq.Socket) -> None:  # before connecting: no event is missed
+            # The greeting goes after the pulses' subscription, on the same connection:
+            # an output answering it has taken that subscription too.
+            socket.setsockopt(zmq.SUBSCRIBE, self._hello)
             monitors.append(socket.get_monitor_socket(_HANDSHAKE_DONE | _NOBODY_THERE))
 
         try:
             self._socket, self._endpoint = open_socket(context, zmq.SUB, endpoint, False,
-                                                       options, watch)
+                                                       options, prepare)
         except zmq.ZMQError as error:
             for monitor in monitors:
                 monitor.close(linger=0)
             raise _zmq_refusal("connect to", endpoint, error) from None
         self._monitor: zmq.asyncio.Socket | None = monitors[0]
-        self._connected = False
+        #: True once the output answered the greeting, False if the line closed first.
+        self._answer: asyncio.Future[bool] = loop.create_future()
         self._on_pulse = on_pulse
         #: Pulses received, messages refused as malformed, callbacks that failed.
         self.received = 0
@@ -239,36 +296,41 @@ class TriggerInput:
         return not self._task.done()
 
     async def wait_connected(self, timeout: Any = CONNECT_TIMEOUT) -> bool:
-        """Wait until the connection to the output is made (its handshake done), and so
-        the subscription is on its way to it; False if nobody answers at the endpoint
-        (refused, failed handshake) or not within ``timeout`` (s or a quantity).
+        """Wait until the output has this input's subscription, so that every pulse it
+        sends from then on reaches this input; False if nobody answers at the endpoint
+        (connection refused, failed handshake: at once), if the line is closed, or not
+        within ``timeout`` (s or a quantity).
 
-        Whatever the output received from this process before, such as the
-        unsubscription of a line closed just before this one was opened, reached it
-        first: awaited after re-plugging, an output no longer counts a stale listener.
-        Close the old line before opening the new one: the other way round, the new
-        connection may overtake the old one's end.
+        The output says so itself: it answers the input's greeting, which arrives after
+        the pulses' subscription on the same connection. Re-plugging is safe in either
+        order: an output that still counts a closed input never stands in for this one.
         """
-        monitor = self._monitor
-        if self._connected or monitor is None:
-            return self._connected
-        seconds = _seconds(timeout)
+        answer = self._answer
+        if answer.done():
+            return answer.result()
         try:
-            async with asyncio.timeout(seconds):
-                while True:
-                    event = parse_monitor_message(await monitor.recv_multipart())["event"]
-                    if event & _HANDSHAKE_DONE:
-                        self._connected = True
-                        self._stop_watching()
-                        return True
-                    if event & _NOBODY_THERE and not monitor.get(zmq.EVENTS) & zmq.POLLIN:
-                        return False  # the latest news: nobody there (yet)
+            async with asyncio.timeout(_seconds(timeout)):
+                await self._handshake()
+                await asyncio.wait({answer})  # never cancels the answer itself
+                return answer.result()
         except TimeoutError:
             return False
+
+    async def _handshake(self) -> None:
+        """Return once the connection is made; TimeoutError when nobody is there."""
+        monitor = self._monitor
+        try:
+            while monitor is not None and not monitor.closed:
+                event = parse_monitor_message(await monitor.recv_multipart())["event"]
+                if event & _HANDSHAKE_DONE:
+                    self._stop_watching()
+                    return
+                if event & _NOBODY_THERE and not monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                    raise TimeoutError  # the latest news: nobody there (yet)
         except (asyncio.CancelledError, zmq.ZMQError):
             task = asyncio.current_task()
             if monitor.closed and not (task is not None and task.cancelling()):
-                return False  # the line was closed meanwhile
+                return  # the line was closed meanwhile: its answer says so
             raise
 
     def _stop_watching(self) -> None:
@@ -282,6 +344,10 @@ class TriggerInput:
         socket = self._socket
         while True:
             parts = await socket.recv_multipart()
+            if len(parts) == 1 and len(parts[0]) == _HELLO_SIZE and parts[0].startswith(HELLO):
+                if parts[0] == self._hello and not self._answer.done():
+                    self._answer.set_result(True)
+                continue  # another input's greeting
             try:
                 index, sent = decode_pulse(parts)
             except TriggerError as error:
@@ -300,6 +366,8 @@ class TriggerInput:
 
     def _ended(self, task: asyncio.Task) -> None:
         self.closed = True
+        if not self._answer.done():
+            self._answer.set_result(False)
         self._unplug()
         if not task.cancelled() and task.exception() is not None:
             LOG.error("trigger input %s ended: %r", self._endpoint, task.exception())
@@ -350,6 +418,7 @@ class TriggerInput:
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "HELLO",
     "MAGIC",
     "PULSE_HWM",
     "TriggerError",

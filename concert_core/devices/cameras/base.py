@@ -321,10 +321,7 @@ class Camera(Device):
         if old is not None and endpoint and resolve_endpoint(endpoint, False) == old.endpoint:
             return  # connected there already
         receiver = _pulse_receiver(weakref.ref(self))
-        if old is not None:
-            # Unplug first: the old input's unsubscription then reaches the output before
-            # the new one's subscription, so the output never counts the old input for the
-            # new one (and pulses to nobody). See TriggerInput.wait_connected.
+        if old is not None:  # a camera has one input: the old line goes first
             self._trigger_finalizer.detach()
             self._trigger_line = self._trigger_finalizer = None
             await old.aclose()
@@ -337,7 +334,8 @@ class Camera(Device):
         await self._plug_trigger_line(line)
 
     async def _plug_trigger_line(self, line: TriggerInput | None) -> None:
-        """Take ``line`` as the camera's trigger input and wait until its output answers."""
+        """Take ``line`` as the camera's trigger input and wait until its output answers
+        (has the line's subscription: the next pulse reaches the camera)."""
         self._trigger_line = line
         # The line ends with the camera: nothing of it keeps the camera alive.
         self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
