@@ -444,9 +444,12 @@ class ConcertDevice(Device):
 
     def _on_state(self, value: ParameterValue, new: str) -> None:
         self._concert_state = new
-        for waiter in self._started:
-            if not waiter.done():
-                waiter.set_result(new)
+        # Only a start (MOVING, RUNNING) answers a waiting operation early: any other
+        # change, such as an earlier motion ending, is not the waiting operation's doing.
+        if tango_state(new) in BUSY:
+            for waiter in self._started:
+                if not waiter.done():
+                    waiter.set_result(new)
         self._refresh_state()
 
     def _refresh_state(self) -> None:

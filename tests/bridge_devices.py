@@ -6,6 +6,7 @@ root on their ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pint
@@ -75,3 +76,20 @@ class CountedReadsMotor(dummy.LinearMotor):
 
     async def _get_fetches(self) -> int:
         return self._fetches
+
+
+class SlowNoteMotor(dummy.LinearMotor):
+    """Moves at 1 mm/s and has ``note``, a parameter its controller takes 0.3 s to store."""
+
+    note = Parameter(help="a text, stored in 0.3 s")
+
+    async def __ainit__(self) -> None:
+        self._note = ""
+        await super().__ainit__(speed=1 * q.mm / q.s)
+
+    async def _get_note(self) -> str:
+        return self._note
+
+    async def _set_note(self, value: str) -> None:
+        await asyncio.sleep(0.3)
+        self._note = str(value)

@@ -47,6 +47,7 @@ MOTORS: dict[str, dict[str, list[str]]] = {
     f"{DOMAIN}/motor/counted": {"concert_class": ["tests.bridge_devices:CountedReadsMotor"],
                                 "read_cache_ms": ["0"]},
     f"{DOMAIN}/motor/bad": {"concert_args": ['{"position": "12 zorglubs"}']},
+    f"{DOMAIN}/motor/slownote": {"concert_class": ["tests.bridge_devices:SlowNoteMotor"]},
 }
 CAMERA = f"{DOMAIN}/camera/behaviour"
 RESTART_MOTOR = f"{DOMAIN}/restart/motor"
@@ -715,6 +716,22 @@ def test_long_operation_returns_fast_and_stop_cancels(beamline) -> None:
     motor.Stop()
     assert wait_state(motor, DevState.ON) == DevState.ON
     assert position - 5.0 < motor.position < position
+
+
+def test_a_write_is_not_answered_by_another_operations_end(beamline) -> None:
+    """A write waits for its setter, however the State changes meanwhile: here a motion
+    started before it ends during the write (MOVING -> ON). Only a change to MOVING or
+    RUNNING answers an operation early, as its start; the note is stored when the write
+    returns."""
+    motor = proxy(f"{DOMAIN}/motor/slownote")  # 1 mm/s
+    for round_ in range(2):  # the second: the write's "ends within SETTLE" was learnt
+        motor.position = motor.position + 0.05  # moving for 50 ms
+        assert motor.state() == DevState.MOVING
+        began = time.monotonic()
+        motor.note = f"round {round_}"  # stored in 0.3 s; the motion ends meanwhile
+        assert time.monotonic() - began >= 0.3
+        assert motor.note == f"round {round_}"
+        assert motor.state() == DevState.ON
 
 
 def test_short_operation_is_answered_as_done(beamline) -> None:
