@@ -55,9 +55,12 @@ async def test_change_takes_time_per_slot() -> None:
     assert await selector.get_element() == "filter_2"
     assert seen[-1] == "filter_2" and seen.count("filter_2") == 1
     assert await selector.get_state() == "standby"
-    began = time.monotonic()
-    await selector.set_element("filter_2")  # already there
-    assert time.monotonic() - began < 0.04
+    took = []
+    for _ in range(3):  # the fastest of three: a stalled host only makes calls later
+        began = time.monotonic()
+        await selector.set_element("filter_2")  # already there
+        took.append(time.monotonic() - began)
+    assert min(took) < 0.04
 
 
 async def test_refusals_leave_value_unchanged() -> None:
