@@ -140,7 +140,9 @@ class ConcertDevice(Device):
         self._limits_sequence = 0
         #: writable quantities: a client's min/max become their user limits
         self._limited: list[Mirror] = []
-        self._started: list[asyncio.Future] = []
+        #: Operations waiting for their start: a future, and whether the device was busy
+        #: (MOVING, RUNNING) when the operation began.
+        self._started: list[tuple[asyncio.Future, bool]] = []
         #: Per operation: did its last run end within SETTLE? (unknown: wait and see)
         self._settles: dict[str, bool] = {}
         self._fault = ""
@@ -444,12 +446,13 @@ class ConcertDevice(Device):
 
     def _on_state(self, value: ParameterValue, new: str) -> None:
         self._concert_state = new
-        # Only a start (MOVING, RUNNING) answers a waiting operation early: any other
-        # change, such as an earlier motion ending, is not the waiting operation's doing.
-        if tango_state(new) in BUSY:
-            for waiter in self._started:
-                if not waiter.done():
-                    waiter.set_result(new)
+        # A change answers a waiting operation early as its start if it enters MOVING or
+        # RUNNING, or if the device was at rest when the operation began (a signal's pulse
+        # turns it ON). Leaving a busy state is not a start: an earlier motion ended.
+        busy = tango_state(new) in BUSY
+        for waiter, was_busy in self._started:
+            if not waiter.done() and (busy or not was_busy):
+                waiter.set_result(new)
         self._refresh_state()
 
     def _refresh_state(self) -> None:
@@ -639,7 +642,8 @@ class ConcertDevice(Device):
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         if wait_for_state:
-            self._started.append(waiter)
+            entry = (waiter, tango_state(self._concert_state) in BUSY)
+            self._started.append(entry)
             task.add_done_callback(self._settle_learner(what, loop.time()))
         try:
             await asyncio.wait({task, waiter}, timeout=at_most,
@@ -648,8 +652,8 @@ class ConcertDevice(Device):
                     and self._settles.get(what, True):
                 await asyncio.wait({task}, timeout=SETTLE)
         finally:
-            if waiter in self._started:
-                self._started.remove(waiter)
+            if wait_for_state:
+                self._started.remove(entry)
             waiter.cancel()
         if task.done():
             return task.result()

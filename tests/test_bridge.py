@@ -734,6 +734,19 @@ def test_a_write_is_not_answered_by_another_operations_end(beamline) -> None:
         assert motor.state() == DevState.ON
 
 
+def test_a_pulse_is_answered_when_it_starts(beamline) -> None:
+    """A signal at rest (OFF) turns ON for a pulse: that change is the pulse's start, so
+    Trigger answers then and does not wait out the pulse."""
+    signal = proxy(family_device("ConcertIO", "Signal"))
+    assert signal.state() == DevState.OFF
+    began = time.monotonic()
+    signal.Trigger(1.0)  # a 1-s pulse
+    assert time.monotonic() - began < 0.5
+    assert signal.state() == DevState.ON
+    assert wait_state(signal, DevState.OFF) == DevState.OFF
+    assert time.monotonic() - began >= 1.0
+
+
 def test_short_operation_is_answered_as_done(beamline) -> None:
     # A move that ends within SETTLE of its start comes back finished: the State read in
     # the same round trip is ON and the position is the target (no event needed). A
