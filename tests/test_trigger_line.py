@@ -278,6 +278,18 @@ async def test_an_output_that_does_not_answer_is_not_taken_as_connected():
         publisher.close()
 
 
+async def test_a_dropped_output_is_collected_and_unbinds():
+    output = TriggerOutput(LOOPBACK)
+    endpoint, ref = output.endpoint, weakref.ref(output)
+    line, _ = await counting_input(endpoint)
+    assert await line.wait_connected(timeout=2)
+    del output
+    gc.collect()
+    assert ref() is None  # the loop's reader does not keep it alive
+    await rebind(endpoint)  # and its socket was closed
+    await line.aclose()
+
+
 def test_an_output_needs_a_running_loop():
     with pytest.raises(RuntimeError):
         TriggerOutput(LOOPBACK)

@@ -38,6 +38,7 @@ import operator
 import secrets
 import struct
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,34 @@ def _zmq_refusal(what: str, endpoint: Any, error: zmq.ZMQError) -> ValueError:
     return ValueError(f"cannot {what} trigger line {endpoint!r}: {error}")
 
 
+def _look(output: weakref.ref[TriggerOutput]) -> None:
+    """The reader of an output's socket: take what arrived, if the output still exists."""
+    alive = output()
+    if alive is not None:
+        alive._read_subscriptions()
+
+
+def _unbind(loop: asyncio.AbstractEventLoop, socket: zmq.Socket) -> None:
+    """Remove the reader of an output's ``socket`` from ``loop`` and close it: at once in
+    the loop's thread or while the loop is not running, else soon, in the loop's thread."""
+    def unbind() -> None:
+        if not socket.closed:
+            loop.remove_reader(socket.FD)
+            close_socket(socket)
+
+    if loop.is_closed():
+        close_socket(socket)
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop or not loop.is_running():
+        unbind()
+    else:
+        loop.call_soon_threadsafe(unbind)
+
+
 class TriggerOutput:
     """The sending end of a trigger line, bound at ``endpoint`` (port 0: a free port).
 
@@ -110,11 +139,11 @@ class TriggerOutput:
     :attr:`listeners` counts the inputs subscribed: a closed :class:`TriggerInput`
     unsubscribes and is counted off at once, a peer that vanished (its process killed)
     only once ZMQ has noticed the lost connection. Safe to :meth:`close` from a finalizer
-    or another thread.
+    or another thread; an output dropped without it is collected and unbound.
     """
 
     def __init__(self, endpoint: str | CommData, context: zmq.Context | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         options = {zmq.XPUB_VERBOSER: 1, zmq.SNDHWM: PULSE_HWM, zmq.LINGER: 0}
         try:
             self._socket, self._endpoint = open_socket(
@@ -128,8 +157,10 @@ class TriggerOutput:
         self.greeted = 0
         self.closed = False
         # ZMQ's descriptor only says "look": every look reads until nothing is left, so
-        # it is signalled again by the next arrival.
-        self._loop.add_reader(self._socket.FD, self._read_subscriptions)
+        # it is signalled again by the next arrival. The reader holds the output weakly:
+        # an output dropped without close() is collected, and unbound with it.
+        loop.add_reader(self._socket.FD, _look, weakref.ref(self))
+        self._finalizer = weakref.finalize(self, _unbind, loop, self._socket)
 
     @property
     def endpoint(self) -> str:
@@ -211,26 +242,8 @@ class TriggerOutput:
 
     def close(self) -> None:
         """Unbind; pulses are refused afterwards."""
-        if self.closed:
-            return
         self.closed = True
-        loop = self._loop
-        if loop.is_closed():
-            close_socket(self._socket)
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop or not loop.is_running():
-            self._unbind()
-        else:  # the reader is the running loop's: it goes in the loop's thread
-            loop.call_soon_threadsafe(self._unbind)
-
-    def _unbind(self) -> None:
-        if not self._socket.closed:
-            self._loop.remove_reader(self._socket.FD)
-            close_socket(self._socket)
+        self._finalizer()
 
     def __repr__(self) -> str:
         return f"<TriggerOutput {self.endpoint} sent={self.sent}>"
