@@ -129,9 +129,11 @@ async def test_malformed_messages_are_counted_and_ignored():
         publisher.send_multipart([encode_pulse(4), b"extra"])  # two parts
         publisher.send(b"XXXX" + encode_pulse(5)[4:])  # wrong magic
         publisher.send(b"TTL1" + (6).to_bytes(8, "little"))  # the old 12-byte format
+        publisher.send(HELLO + b"short")  # a greeting of the wrong size
+        publisher.send(HELLO + bytes(8))  # another input's greeting: ignored, not refused
         publisher.send(encode_pulse(7))
         await until(lambda: seen == [7])
-        assert line.refused == 5 and line.received == 1 and line.running
+        assert line.refused == 6 and line.received == 1 and line.running
     finally:
         await line.aclose()
         publisher.close()
