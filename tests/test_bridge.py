@@ -720,8 +720,8 @@ def test_long_operation_returns_fast_and_stop_cancels(beamline) -> None:
 
 def test_a_write_is_not_answered_by_another_operations_end(beamline) -> None:
     """A write waits for its setter, however the State changes meanwhile: here a motion
-    started before it ends during the write (MOVING -> ON). Only a change to MOVING or
-    RUNNING answers an operation early, as its start; the note is stored when the write
+    started before it ends during the write (MOVING -> ON). Leaving MOVING or RUNNING is
+    no operation's start, so it answers nothing early; the note is stored when the write
     returns."""
     motor = proxy(f"{DOMAIN}/motor/slownote")  # 1 mm/s
     for round_ in range(2):  # the second: the write's "ends within SETTLE" was learnt

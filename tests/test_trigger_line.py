@@ -573,7 +573,7 @@ async def test_trigger_input_parameter():
         with pytest.raises(ValueError):
             await camera.set_trigger_input(refused)
         assert await camera.get_trigger_input() == output.endpoint
-        # Still plugged in: the refused write put the line back before it answered.
+        # Still plugged in: the refused write left the line as it was.
         ignored = camera.pulses_ignored
         assert await output.wait_listeners(1, timeout=2) == 1
         output.pulse(0)

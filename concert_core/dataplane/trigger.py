@@ -250,8 +250,8 @@ class TriggerOutput:
 
 
 class TriggerInput:
-    """The receiving end of a trigger line: connects to ``endpoint`` at once (the
-    subscription reaches the output before any pulse is sent) and calls
+    """The receiving end of a trigger line: connects to ``endpoint`` at once (awaiting
+    :meth:`wait_connected` makes sure the output has its subscription) and calls
     ``on_pulse(index, sent)`` for every pulse (``sent``: the time it was sent, seconds
     since the epoch), awaiting it if it returns an awaitable.
 

@@ -320,25 +320,17 @@ class Camera(Device):
         old = self._trigger_line
         if old is not None and endpoint and resolve_endpoint(endpoint, False) == old.endpoint:
             return  # connected there already
-        receiver = _pulse_receiver(weakref.ref(self))
-        if old is not None:  # a camera has one input: the old line goes first
+        # A malformed endpoint raises ValueError here, before anything changes. Opening the
+        # new line before closing the old one is safe: its output's answer, awaited below,
+        # says it has the new line, whatever it still counts of the old one.
+        line = TriggerInput(endpoint, _pulse_receiver(weakref.ref(self))) if endpoint else None
+        if old is not None:
             self._trigger_finalizer.detach()
-            self._trigger_line = self._trigger_finalizer = None
-            await old.aclose()
-        try:
-            line = TriggerInput(endpoint, receiver) if endpoint else None
-        except ValueError:  # a malformed endpoint: plug the old line back, nothing changed
-            if old is not None:
-                await self._plug_trigger_line(TriggerInput(old.endpoint, receiver))
-            raise
-        await self._plug_trigger_line(line)
-
-    async def _plug_trigger_line(self, line: TriggerInput | None) -> None:
-        """Take ``line`` as the camera's trigger input and wait until its output answers
-        (has the line's subscription: the next pulse reaches the camera)."""
         self._trigger_line = line
         # The line ends with the camera: nothing of it keeps the camera alive.
         self._trigger_finalizer = weakref.finalize(self, line.close) if line else None
+        if old is not None:
+            await old.aclose()
         if line is not None and not await line.wait_connected():
             LOG.info("%s: no trigger output answers at %s yet", type(self).__name__,
                      line.endpoint)
