@@ -137,7 +137,8 @@ class TriggerOutput:
     Must be created inside a running event loop: a reader on that loop takes the inputs'
     subscriptions as they arrive and answers their greetings. :meth:`pulse` never blocks.
     :attr:`listeners` counts the inputs subscribed: a closed :class:`TriggerInput`
-    unsubscribes and is counted off at once, a peer that vanished (its process killed)
+    unsubscribes and is counted off as soon as that arrives (through ZMQ's I/O threads,
+    so not within the call that closed it), a peer that vanished (its process killed)
     only once ZMQ has noticed the lost connection. Safe to :meth:`close` from a finalizer
     or another thread; an output dropped without it is collected and unbound.
     """
