@@ -16,27 +16,35 @@ camera does; darks and flats stay software-triggered).
 
 The devices are fast (``DEVICE_ARGS``) so that the figures show the software's overhead,
 not motor travel: (a) - (c) is what the experiment machinery, the motors' state machines,
-the shutter, the metadata and the writer add. Each part runs ``--repeats`` times; the best
-time counts. Each part's line also shows how busy the machine's cores were meanwhile and
-how much time the hypervisor stole from them (``benchmarks/host.py``).
+the shutter, the metadata and the writer add.
+
+The parts run in ``--repeats`` rounds, each part once per round, so that a part and its
+baseline (c) are timed at the same moments of a shared host rather than seconds apart. A
+part's best time counts (its median is shown next to it). Each part's line also shows how
+busy the machine's cores were during its runs and how much time the hypervisor stole from
+them (``benchmarks/host.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.host import HostLoad, host_load
+from benchmarks.host import HostLoad, combined, host_load
 from concert_core.devices.cameras.dummy import Camera
 from concert_core.devices.motors.dummy import ContinuousRotationMotor, LinearMotor
 from concert_core.devices.shutters.dummy import Shutter
@@ -69,32 +77,75 @@ async def make_camera() -> Camera:
 MODES = {"software": False, "hardware": True}
 
 
-Result = tuple[float, int, HostLoad]  # best seconds, frames written per run, host load
+@dataclass
+class Part:
+    """One timed job of the benchmark, run once per round: ``prepare`` (not timed), then
+    ``job``, which returns the frames it had written."""
 
+    label: str
+    job: Callable[[], Awaitable[int]]
+    prepare: Callable[[], Awaitable[Any]] | None = None
+    times: list[float] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)
+    loads: list[HostLoad] = field(default_factory=list)
 
-async def _best(experiment: Any, tomo_motor: Any, repeats: int, writer: Any = None
-                ) -> dict[str, Result]:
-    """Per trigger mode: the best time of ``repeats`` runs, the frames written per run and
-    the host's load over the runs."""
-    results = {}
-    for mode, hardware in MODES.items():
-        await experiment.set_hardware_trigger(hardware)
-        best, written = float("inf"), 0
+    async def round(self) -> None:
+        if self.prepare is not None:
+            await self.prepare()
         with host_load() as load:
-            for _ in range(repeats):
-                await tomo_motor.set_position(0 * q.deg)
-                before = experiment.walker.frames_written
-                start = time.perf_counter()
-                await experiment.run()
-                best = min(best, time.perf_counter() - start)
-                written += (sum(writer.written.values()) if writer is not None
-                            else experiment.walker.frames_written - before)
-        results[mode] = best, written // repeats, load
-    return results
+            start = time.perf_counter()
+            written = await self.job()
+            self.times.append(time.perf_counter() - start)
+        self.written.append(written)
+        self.loads.append(load)
+
+    @property
+    def best(self) -> float:
+        return min(self.times)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
 
 
-async def part_a(directory: Path, file_format: str, repeats: int) -> dict[str, Result]:
-    """Best time of the whole stepped tomography with local devices; frames written."""
+def camera_alone(camera: Camera) -> Part:
+    """(c) The camera alone producing the 120 software-triggered frames."""
+    total = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
+
+    async def job() -> int:
+        async with camera.recording():
+            for _ in range(total):
+                await camera.trigger()
+                await camera.grab()
+        return total
+
+    return Part("(c) camera alone", job, lambda: camera.set_trigger_source("SOFTWARE"))
+
+
+def experiment_parts(label: str, experiment: Any, tomo_motor: Any, writer: Any = None
+                     ) -> list[Part]:
+    """One part per trigger mode: a whole run of ``experiment`` from angle 0; the frames
+    written are counted by ``writer`` (a RemoteImageWriter) or the experiment's walker."""
+    parts = []
+    for mode, hardware in MODES.items():
+        async def prepare(hardware: bool = hardware) -> None:
+            await experiment.set_hardware_trigger(hardware)
+            await tomo_motor.set_position(0 * q.deg)
+
+        async def job() -> int:
+            before = experiment.walker.frames_written
+            await experiment.run()
+            if writer is not None:
+                return sum(writer.written.values())
+            return experiment.walker.frames_written - before
+
+        parts.append(Part(f"{label}, {mode} steps", job, prepare))
+    return parts
+
+
+@contextlib.asynccontextmanager
+async def local_experiment(directory: Path, file_format: str) -> AsyncIterator[list[Part]]:
+    """(a) The stepped tomography with local devices and a local walker."""
     camera = await make_camera()
     flat_motor = await LinearMotor(**_args("flat_motor"))
     tomo_motor = await ContinuousRotationMotor(**_args("tomography_motor"))
@@ -109,10 +160,11 @@ async def part_a(directory: Path, file_format: str, repeats: int) -> dict[str, R
         num_flats=NUM_FLATS, num_darks=NUM_DARKS, num_projections=NUM_PROJECTIONS,
         storage_ring=ring)
     ImageWriter(experiment.acquisitions, walker)
-    results = await _best(experiment, tomo_motor, repeats)
-    if isinstance(walker, HDF5Walker):
-        await walker.close()
-    return results
+    try:
+        yield experiment_parts("(a) local devices + local walker ", experiment, tomo_motor)
+    finally:
+        if isinstance(walker, HDF5Walker):
+            await walker.close()
 
 
 def _beamline_config(root: Path, file_format: str) -> dict[str, Any]:
@@ -138,9 +190,10 @@ def _beamline_config(root: Path, file_format: str) -> dict[str, Any]:
     }}
 
 
-async def part_b(directory: Path, file_format: str, repeats: int) -> dict[str, Result]:
-    """(b) Best time of the same tomography on the Tango servers (``TangoDevice`` proxies)
-    with the remote walker: frames go camera server -> walker server (RemoteImageWriter)."""
+@contextlib.asynccontextmanager
+async def tango_experiment(directory: Path, file_format: str) -> AsyncIterator[list[Part]]:
+    """(b) The same tomography on the Tango servers (``TangoDevice`` proxies) with the
+    remote walker: frames go camera server -> walker server (``RemoteImageWriter``)."""
     from concert_core.remote import TangoDevice
     from servers import beamline
     from servers.database import free_port
@@ -153,46 +206,28 @@ async def part_b(directory: Path, file_format: str, repeats: int) -> dict[str, R
     tango_host = f"127.0.0.1:{free_port()}"
     os.environ["TANGO_HOST"] = tango_host  # clients need it for events
     state = directory / "state"
+    devices: list[Any] = []
     try:
         report = await asyncio.to_thread(beamline.up, config, state, tango_host,
                                          exit_with_caller=True)
         if not report.ok:
             raise RuntimeError("; ".join(report.problems))
-        camera = await TangoDevice("bench/camera/1")
-        flat_motor = await TangoDevice("bench/motor/flat")
-        tomo_motor = await TangoDevice("bench/motor/tomo")
-        shutter = await TangoDevice("bench/shutter/1")
-        ring = await TangoDevice("bench/ring/1")
+        for name in ("camera/1", "motor/flat", "motor/tomo", "shutter/1", "ring/1"):
+            devices.append(await TangoDevice(f"bench/{name}"))
+        camera, flat_motor, tomo_motor, shutter, ring = devices
         walker = await RemoteDirectoryWalker("bench/walker/1")
+        devices.append(walker)
         experiment = await synchrotron.SteppedTomography(
             walker, flat_motor, tomo_motor, RADIO_POSITION, FLAT_POSITION, camera, shutter,
             num_flats=NUM_FLATS, num_darks=NUM_DARKS, num_projections=NUM_PROJECTIONS,
             storage_ring=ring)
         writer = RemoteImageWriter(experiment, walker)
-        results = await _best(experiment, tomo_motor, repeats, writer)
-        for device in (camera, flat_motor, tomo_motor, shutter, ring, walker):
-            await device.disconnect()
-        return results
+        yield experiment_parts("(b) Tango servers + remote walker", experiment, tomo_motor,
+                               writer)
     finally:
+        for device in devices:
+            await device.disconnect()
         await asyncio.to_thread(beamline.down, state, tango_host)
-
-
-async def part_c(repeats: int) -> tuple[float, HostLoad]:
-    """Best time the camera alone needs for the 120 software-triggered frames; the host's
-    load meanwhile."""
-    camera = await make_camera()
-    total = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
-    await camera.set_trigger_source("SOFTWARE")
-    best = float("inf")
-    with host_load() as load:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            async with camera.recording():
-                for _ in range(total):
-                    await camera.trigger()
-                    await camera.grab()
-            best = min(best, time.perf_counter() - start)
-    return best, load
 
 
 async def motor_steps(repeats: int) -> float:
@@ -215,35 +250,40 @@ async def main(file_format: str, repeats: int) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench_experiment_"))
     frames = NUM_DARKS + NUM_FLATS + NUM_PROJECTIONS
     try:
-        t_c, load_c = await part_c(repeats)
         t_m = await motor_steps(repeats)
-        a = await part_a(directory, file_format, repeats)
-        b = await part_b(directory, file_format, repeats)
+        async with contextlib.AsyncExitStack() as stack:
+            c = camera_alone(await make_camera())
+            a = await stack.enter_async_context(local_experiment(directory, file_format))
+            b = await stack.enter_async_context(tango_experiment(directory, file_format))
+            # Rounds alternate between the parts, so that a part and its baseline see the
+            # same moments of a shared host.
+            for _ in range(repeats):
+                for part in (c, *a, *b):
+                    await part.round()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(f"stepped tomography: {NUM_DARKS} darks, {NUM_FLATS} flats, {NUM_PROJECTIONS} "
-          f"projections of {WIDTH}x{HEIGHT} uint16, best of {repeats}; walker: {file_format}")
+          f"projections of {WIDTH}x{HEIGHT} uint16, {repeats} rounds, each part once per "
+          f"round; walker: {file_format}")
     print(f"devices: {DEVICE_ARGS}")
-    print(f"(c) camera alone, {frames} frames: {t_c:8.3f} s  ({frames / t_c:7.1f} frames/s)"
-          f"  [{load_c}]")
     print(f"    for context: the {NUM_PROJECTIONS} rotation steps alone take {t_m:.3f} s")
-    for label, results in (("(a) local devices + local walker ", a),
-                           ("(b) Tango servers + remote walker", b)):
-        for mode, (seconds, written, load) in results.items():
-            print(f"{label}, {mode + ' steps:':16s}{seconds:8.3f} s  "
-                  f"({frames / seconds:7.1f} frames/s, {written} frames written per run)"
-                  f"  [{load}]")
-    for part, results in (("a", a), ("b", b)):
-        for mode, (seconds, _, _) in results.items():
-            goal = "  (goal: < 1.5)" if part == "b" else ""
-            print(f"({part})/(c), {mode + ' steps:':16s}{seconds / t_c:5.2f}{goal}   overhead "
-                  f"{(seconds - t_c) / frames * 1e3:.2f} ms per frame, "
-                  f"{(seconds - t_c) / NUM_PROJECTIONS * 1e3:.2f} ms per projection")
+    print("seconds: best (median) of the rounds")
+    for part in (c, *a, *b):
+        written = "" if part is c else f", {min(part.written)} frames written per run"
+        print(f"{part.label + ':':51s}{part.best:7.3f} s ({part.median:.3f})  "
+              f"({frames / part.best:6.1f} frames/s{written})  [{combined(part.loads)}]")
+    for part in (*a, *b):
+        goal = "  (goal: < 1.5)" if part in b else ""
+        name, mode = part.label[:3], part.label.rpartition(", ")[2]
+        print(f"{name}/(c), {mode + ':':16s}{part.best / c.best:5.2f} "
+              f"({part.median / c.median:.2f}){goal}   overhead "
+              f"{(part.best - c.best) / frames * 1e3:.2f} ms per frame, "
+              f"{(part.best - c.best) / NUM_PROJECTIONS * 1e3:.2f} ms per projection")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", choices=("hdf5", "tiff"), default="hdf5")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     options = parser.parse_args()
     asyncio.run(main(options.format, options.repeats))

@@ -56,6 +56,20 @@ class HostLoad:
         return f"host: {self.cores} cores {self.brief()} by the hypervisor"
 
 
+def combined(loads: list[HostLoad]) -> HostLoad:
+    """One :class:`HostLoad` for several spans (the rounds of a part that alternate with
+    other parts' rounds): their shares weighted by their lengths."""
+    total = sum(load.seconds for load in loads)
+    result = HostLoad(seconds=total)
+    if total > 0:
+        result.busy = sum(load.busy * load.seconds for load in loads) / total
+        result.steal = sum(load.steal * load.seconds for load in loads) / total
+    counted = [load.reclaimed for load in loads]
+    if counted and all(reclaimed is not None for reclaimed in counted):
+        result.reclaimed = sum(counted)  # type: ignore[arg-type]
+    return result
+
+
 def _split(times: Any) -> tuple[float, float, float]:
     """(busy, steal, total) seconds from one reading of the counters."""
     steal = getattr(times, "steal", 0.0)

@@ -82,3 +82,16 @@ def test_halt_polling_says_how_idle_cores_wait(tmp_path, monkeypatch):
     assert host.halt_polling() == "idle cores poll 200 us before they halt"
     setting.write_text("garbled\n")
     assert host.halt_polling() == ""
+
+
+def test_the_loads_of_several_spans_combine_by_their_lengths():
+    short = host.HostLoad(busy=1.0, steal=0.0, seconds=1.0, reclaimed=None)
+    long = host.HostLoad(busy=0.25, steal=0.5, seconds=3.0, reclaimed=None)
+    both = host.combined([short, long])
+    assert both.seconds == 4.0
+    assert both.busy == 0.25 * 1.0 + 0.75 * 0.25
+    assert both.steal == 0.75 * 0.5
+    assert both.reclaimed is None  # not counted in every span: not shown
+    short.reclaimed, long.reclaimed = 1000, 2000
+    assert host.combined([short, long]).reclaimed == 3000
+    assert host.combined([]).seconds == 0 and host.combined([]).busy == 0
