@@ -144,7 +144,9 @@ class RemoteImageWriter(Addon):
     frame's metadata) instead of frames, so other frame consumers (an online
     reconstruction, an accumulator) see no pixels. The metadata the experiment adds
     (rotation angle, ring current, ...) are stored as ``<acquisition>_metadata.json`` next
-    to the data set; the walker stores the camera's own per-frame metadata with the frames.
+    to the data set, while the next acquisition starts; the experiment waits for them at
+    the end of its run (:meth:`stored`). The walker stores the camera's own per-frame
+    metadata with the frames.
     TIFF: one directory per acquisition, files named by ``dsetname``
     (``scan_0001/darks/frame_000000.tif``); HDF5: one file per acquisition
     (``scan_0001/darks.h5``, data set ``darks``).
@@ -166,6 +168,8 @@ class RemoteImageWriter(Addon):
         self._endpoint = ""
         self._started_from: str | None = None  # of the acquisition being written, if any
         self._writer_class: str | None = None  # the walker's, as its last start showed
+        #: Metadata being stored: (acquisition name, task), oldest first (see stored()).
+        self._storing: list[tuple[str, asyncio.Future]] = []
         super().__init__(experiment.acquisitions)
 
     def attach(self) -> None:
@@ -243,37 +247,27 @@ class RemoteImageWriter(Addon):
 
     async def _write(self, name: str, producer: AsyncIterator[Any]) -> int:
         """Write the frames of acquisition ``name`` (the consumer of its ``producer``);
-        return how many were written."""
+        return how many were written.
+
+        The acquisition ends once the walker has written its frames. The metadata go to
+        the walker afterwards, while the next acquisition starts (:meth:`stored` waits for
+        them): sent earlier, the call would hold the walker device, and with it the
+        event that tells the end of the sequence."""
         writer = await self._start_writer(name)
         metadata: list[dict[str, Any]] = []
-
-        complete = asyncio.get_running_loop().create_future()  # the last token came
+        complete = False  # the last token came, or the producer ended
 
         async def drain() -> None:
+            nonlocal complete
             async for token in producer:
                 metadata.append(dict(getattr(token, "metadata", None) or {}))
-                if isinstance(token, FrameToken) and token.last and not complete.done():
-                    complete.set_result(None)
-
-        async def store() -> None:
-            # As soon as the metadata are complete: once the last frame's token has come
-            # or the producer has ended (while the walker writes the last frames and the
-            # producer cleans up: closes the shutter, restores the camera), or once the
-            # walker has written as many frames as were taken. Later tokens fail the
-            # count check below.
-            await asyncio.wait({draining, writing, complete},
-                               return_when=asyncio.FIRST_COMPLETED)
-            if not (complete.done() or draining.done()) and (
-                    writing.cancelled() or writing.exception()
-                    or writing.result() != len(metadata)):
-                await draining
-            async with self.walker:
-                await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
+                if isinstance(token, FrameToken) and token.last:
+                    complete = True
+            complete = True
 
         writing = asyncio.ensure_future(writer)
         draining = asyncio.ensure_future(drain())
-        storing = asyncio.ensure_future(store())
-        tasks = (writing, draining, storing)
+        tasks = (writing, draining)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             if writing in done and writing.exception() is not None:
@@ -287,12 +281,40 @@ class RemoteImageWriter(Addon):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Frames a failure or a cancel leaves on disk (TIFF files written) keep their
+            # metadata, once complete.
+            if complete:
+                self._store_later(name, metadata)
             raise
+        self._store_later(name, metadata)
         self.written[name] = written
         self.metadata[name] = metadata
         if written != len(metadata):
             raise AddonError(f"{name}: {len(metadata)} frames taken, {written} written")
         return written
+
+    def _store_later(self, name: str, metadata: list[dict[str, Any]]) -> None:
+        async def store() -> None:
+            async with self.walker:
+                await self.walker.log_to_json(jsonable(metadata), f"{name}_metadata.json")
+
+        self._storing.append((name, asyncio.ensure_future(store())))
+
+    async def stored(self) -> None:
+        """Wait until the metadata of every acquisition written so far are stored; raise
+        :class:`StorageError` (naming the acquisition) for the first that could not be.
+        Cancelling the wait leaves the stores going (a later call waits for them)."""
+        failures = []
+        while self._storing:
+            name, task = self._storing[0]
+            await asyncio.wait({task})  # never cancels the store itself
+            del self._storing[0]
+            if not task.cancelled() and task.exception() is not None:
+                failures.append((name, task.exception()))
+        if failures:
+            name, error = failures[0]
+            raise StorageError(f"walker {self._walker_name()}: {name}_metadata.json: "
+                               f"{type(error).__name__}: {error}") from error
 
 
 class Accumulator(Addon):

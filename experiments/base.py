@@ -343,6 +343,11 @@ class Experiment(Parameterizable):
     async def cleanup(self) -> None:
         """Called after a cancelled or failed run to leave the devices safe (nothing here)."""
 
+    async def settle(self) -> None:
+        """Wait for what the acquisitions' consumers still do after the acquisitions
+        ended (a remote writer storing their metadata) and raise its first error; called
+        at the end of every run, before the walker leaves the run's entry (nothing here)."""
+
     async def acquire(self) -> None:
         """Run the acquisitions in order (override for more elaborate schemes)."""
         for acquisition in list(self._acquisitions):
@@ -451,6 +456,7 @@ class Experiment(Parameterizable):
             try:
                 await self.prepare()
                 await self.acquire()
+                await self.settle()
             finally:
                 await self.finish()
         except asyncio.CancelledError:
@@ -470,6 +476,11 @@ class Experiment(Parameterizable):
             self._current_acquisition = ""
             if storing is not None:
                 await storing  # logs its own failure
+            try:  # after a failure or a cancel (a successful run has settled)
+                await self.settle()
+            except Exception:
+                self.log.exception("run %s: storing what the acquisitions left",
+                                   self._current_name or self._iteration)
             if walker is not None:
                 await self._write_metadata(
                     "experiment_finish.json", state=state.last_value, message=state.message,

@@ -481,6 +481,11 @@ class ImagingExperiment(Experiment):
                 await cancel_and_wait(scan)
             await cancel_and_wait(sending)
 
+    async def settle(self) -> None:
+        """Wait until the direct writer has stored the metadata of the acquisitions."""
+        if self.direct_writer is not None:
+            await self.direct_writer.stored()
+
     # -- cleanup -----------------------------------------------------------------------------
     def motors(self) -> list[Any]:
         """The motors of this experiment."""

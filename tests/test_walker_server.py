@@ -32,7 +32,14 @@ from experiments.synchrotron import Radiography
 from servers.bridge import _argin_type, decode_arguments
 from servers.introspect import Kind, commands_of
 from tests.support import collect, prepare_walker_and_camera, spy_on
-from walkers import PathError, WriterClassChanged, read_hdf5, read_image, write_tiff
+from walkers import (
+    PathError,
+    StorageError,
+    WriterClassChanged,
+    read_hdf5,
+    read_image,
+    write_tiff,
+)
 from walkers import remote as remote_module
 from walkers.device import WalkerDevice
 from walkers.remote import RemoteDirectoryWalker
@@ -478,44 +485,132 @@ def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def _radiography(remote, camera):
+    async def make():
+        return await Radiography(remote, await LinearMotor(), 0 * q.mm, 1 * q.mm, camera,
+                                 await Shutter(), num_flats=2, num_darks=2, num_projections=3)
+    return make()
+
+
 @pytest.mark.tango
-def test_remote_image_writer_stores_the_metadata_once_the_last_token_came(
-        servers: Servers, walker) -> None:
-    # Neither has the producer ended (it still cleans up) nor the walker (no frame came):
-    # the last token alone says the metadata are complete.
+def test_an_acquisition_ends_before_its_metadata_are_stored_and_the_run_waits_for_them(
+        servers: Servers, walker, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The metadata go to the walker once the acquisition's frames are written, while the
+    # next acquisition starts; all are stored in the run's entry before its last record.
     here = Path(walker.read_attribute("current").value)
-    stored = here / "radios_metadata.json"
+    events: list[str] = []
+    log_to_json = RemoteDirectoryWalker.log_to_json
+
+    async def slow_log_to_json(self, payload, filename="experiment.json"):
+        if filename.endswith("_metadata.json"):
+            await asyncio.sleep(0.3)
+        await log_to_json(self, payload, filename)
+        events.append(f"stored {filename}")
+
+    monkeypatch.setattr(RemoteDirectoryWalker, "log_to_json", slow_log_to_json)
 
     async def run() -> None:
         camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
         try:
-            experiment = await Radiography(remote, await LinearMotor(), 0 * q.mm, 1 * q.mm,
-                                           camera, await Shutter())
-            writer = RemoteImageWriter(experiment, remote)
-            cleaning_up = asyncio.Event()
+            experiment = await _radiography(remote, camera)
+            RemoteImageWriter(experiment, remote)
 
-            async def producer():
-                for index in range(3):
-                    token = FrameToken.new(last=index == 2)
-                    token.metadata["index"] = index
-                    yield token
-                await cleaning_up.wait()
+            async def starts(name: str) -> None:
+                events.append(f"{name} starts")
 
-            task = asyncio.ensure_future(writer._make_consumer(
-                experiment.get_acquisition("radios"))(producer()))
-            try:
-                await _until(stored.exists)
-                assert [item["index"] for item in json.loads(stored.read_text())] == [0, 1, 2]
-                assert not task.done()
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-            assert wait_state(walker) == tango.DevState.ON  # the sequence was cancelled
+            experiment.before_acquisition = starts
+            await experiment.run()
         finally:
             await camera.disconnect()
             await remote.disconnect()
 
     asyncio.run(run())
+    assert events.index("flats starts") < events.index("stored darks_metadata.json")
+    assert events.index("radios starts") < events.index("stored flats_metadata.json")
+    assert events[-2:] == ["stored radios_metadata.json", "stored experiment_finish.json"]
+    scan = here / "scan_0001"
+    for name, number in (("darks", 2), ("flats", 2), ("radios", 3)):
+        stored = json.loads((scan / f"{name}_metadata.json").read_text())
+        assert [item["index"] for item in stored] == list(range(number))
+
+
+@pytest.mark.tango
+def test_a_metadata_file_that_cannot_be_stored_fails_the_run_and_keeps_the_frames(
+        servers: Servers, walker, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = Path(walker.read_attribute("current").value)
+    log_to_json = RemoteDirectoryWalker.log_to_json
+
+    async def failing_log_to_json(self, payload, filename="experiment.json"):
+        if filename == "flats_metadata.json":
+            raise OSError("disk full")
+        await log_to_json(self, payload, filename)
+
+    monkeypatch.setattr(RemoteDirectoryWalker, "log_to_json", failing_log_to_json)
+
+    async def run() -> None:
+        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
+        try:
+            experiment = await _radiography(remote, camera)
+            RemoteImageWriter(experiment, remote)
+            with pytest.raises(StorageError, match=r"flats_metadata\.json: OSError: disk full"):
+                await experiment.run()
+            assert await experiment.get_state() == "error"
+            assert "flats_metadata.json" in experiment["state"].message
+        finally:
+            await camera.disconnect()
+            await remote.disconnect()
+
+    asyncio.run(run())
+    scan = here / "scan_0001"
+    assert [len(list((scan / name).glob("frame_*.tif"))) for name in ("darks", "flats",
+                                                                       "radios")] == [2, 2, 3]
+    assert sorted(path.name for path in scan.glob("*_metadata.json")) == \
+        ["darks_metadata.json", "radios_metadata.json"]
+    finish = json.loads((scan / "experiment_finish.json").read_text())
+    assert finish["state"] == "error" and "flats_metadata.json" in finish["message"]
+
+
+@pytest.mark.tango
+def test_a_cancelled_acquisition_keeps_its_metadata_once_they_are_complete(
+        servers: Servers, walker) -> None:
+    # The producer is still cleaning up after its last token and the walker has not
+    # written anything when the acquisition is cancelled: the metadata are complete and
+    # stored. Cancelled before its last token, an acquisition stores none.
+    here = Path(walker.read_attribute("current").value)
+
+    async def run() -> None:
+        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
+        try:
+            experiment = await _radiography(remote, camera)
+            writer = RemoteImageWriter(experiment, remote)
+            for name, tokens in (("radios", 3), ("flats", 1)):
+                produced = asyncio.Event()
+
+                async def producer(name=name, tokens=tokens, produced=produced):
+                    for index in range(tokens):
+                        token = FrameToken.new(last=index == 2)
+                        token.metadata["index"] = index
+                        yield token
+                    produced.set()
+                    await asyncio.Event().wait()  # cleaning up, or waiting for frames
+
+                task = asyncio.ensure_future(writer._make_consumer(
+                    experiment.get_acquisition(name))(producer()))
+                await asyncio.wait_for(produced.wait(), 5)
+                await asyncio.sleep(0.05)  # the tokens reach the writer
+                assert not task.done()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await writer.stored()
+                assert wait_state(walker) == tango.DevState.ON  # the sequence was cancelled
+        finally:
+            await camera.disconnect()
+            await remote.disconnect()
+
+    asyncio.run(run())
+    stored = here / "radios_metadata.json"
+    assert [item["index"] for item in json.loads(stored.read_text())] == [0, 1, 2]
+    assert not (here / "flats_metadata.json").exists()
 
 
 @pytest.mark.tango
