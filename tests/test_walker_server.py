@@ -4,12 +4,13 @@ confinement, WriteSequence from a camera server, failures, Cancel, RemoteDirecto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -485,11 +486,18 @@ def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def _radiography(remote, camera):
-    async def make():
-        return await Radiography(remote, await LinearMotor(), 0 * q.mm, 1 * q.mm, camera,
-                                 await Shutter(), num_flats=2, num_darks=2, num_projections=3)
-    return make()
+@contextlib.asynccontextmanager
+async def _remote_radiography() -> AsyncIterator[tuple[Radiography, RemoteImageWriter]]:
+    """A small radiography on the camera server, written by the walker server."""
+    camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
+    try:
+        experiment = await Radiography(remote, await LinearMotor(), 0 * q.mm, 1 * q.mm,
+                                       camera, await Shutter(), num_flats=2, num_darks=2,
+                                       num_projections=3)
+        yield experiment, RemoteImageWriter(experiment, remote)
+    finally:
+        await camera.disconnect()
+        await remote.disconnect()
 
 
 @pytest.mark.tango
@@ -510,19 +518,12 @@ def test_an_acquisition_ends_before_its_metadata_are_stored_and_the_run_waits_fo
     monkeypatch.setattr(RemoteDirectoryWalker, "log_to_json", slow_log_to_json)
 
     async def run() -> None:
-        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
-        try:
-            experiment = await _radiography(remote, camera)
-            RemoteImageWriter(experiment, remote)
-
+        async with _remote_radiography() as (experiment, _):
             async def starts(name: str) -> None:
                 events.append(f"{name} starts")
 
             experiment.before_acquisition = starts
             await experiment.run()
-        finally:
-            await camera.disconnect()
-            await remote.disconnect()
 
     asyncio.run(run())
     assert events.index("flats starts") < events.index("stored darks_metadata.json")
@@ -548,17 +549,11 @@ def test_a_metadata_file_that_cannot_be_stored_fails_the_run_and_keeps_the_frame
     monkeypatch.setattr(RemoteDirectoryWalker, "log_to_json", failing_log_to_json)
 
     async def run() -> None:
-        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
-        try:
-            experiment = await _radiography(remote, camera)
-            RemoteImageWriter(experiment, remote)
+        async with _remote_radiography() as (experiment, _):
             with pytest.raises(StorageError, match=r"flats_metadata\.json: OSError: disk full"):
                 await experiment.run()
             assert await experiment.get_state() == "error"
             assert "flats_metadata.json" in experiment["state"].message
-        finally:
-            await camera.disconnect()
-            await remote.disconnect()
 
     asyncio.run(run())
     scan = here / "scan_0001"
@@ -579,14 +574,11 @@ def test_a_cancelled_acquisition_keeps_its_metadata_once_they_are_complete(
     here = Path(walker.read_attribute("current").value)
 
     async def run() -> None:
-        camera, remote = await TangoDevice(CAMERA), await RemoteDirectoryWalker(WALKER)
-        try:
-            experiment = await _radiography(remote, camera)
-            writer = RemoteImageWriter(experiment, remote)
+        async with _remote_radiography() as (experiment, writer):
             for name, tokens in (("radios", 3), ("flats", 1)):
                 produced = asyncio.Event()
 
-                async def producer(name=name, tokens=tokens, produced=produced):
+                async def producer(tokens=tokens, produced=produced):
                     for index in range(tokens):
                         token = FrameToken.new(last=index == 2)
                         token.metadata["index"] = index
@@ -596,16 +588,13 @@ def test_a_cancelled_acquisition_keeps_its_metadata_once_they_are_complete(
 
                 task = asyncio.ensure_future(writer._make_consumer(
                     experiment.get_acquisition(name))(producer()))
+                # Set once the writer asked for more after the last token: it has them all.
                 await asyncio.wait_for(produced.wait(), 5)
-                await asyncio.sleep(0.05)  # the tokens reach the writer
                 assert not task.done()
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 await writer.stored()
                 assert wait_state(walker) == tango.DevState.ON  # the sequence was cancelled
-        finally:
-            await camera.disconnect()
-            await remote.disconnect()
 
     asyncio.run(run())
     stored = here / "radios_metadata.json"
