@@ -302,9 +302,9 @@ class RemoteImageWriter(Addon):
 
     async def stored(self) -> None:
         """Wait until the metadata of every acquisition written so far are stored; raise
-        :class:`StorageError` (naming the acquisition) for the first that could not be.
-        Cancelling the wait leaves the stores going (a later call waits for them)."""
-        failures = []
+        :class:`StorageError` naming every file that could not be. Cancelling the wait
+        leaves the stores going (a later call waits for them)."""
+        failures: list[tuple[str, BaseException]] = []
         while self._storing:
             name, task = self._storing[0]
             await asyncio.wait({task})  # never cancels the store itself
@@ -312,9 +312,9 @@ class RemoteImageWriter(Addon):
             if not task.cancelled() and task.exception() is not None:
                 failures.append((name, task.exception()))
         if failures:
-            name, error = failures[0]
-            raise StorageError(f"walker {self._walker_name()}: {name}_metadata.json: "
-                               f"{type(error).__name__}: {error}") from error
+            causes = "; ".join(f"{name}_metadata.json: {type(error).__name__}: {error}"
+                               for name, error in failures)
+            raise StorageError(f"walker {self._walker_name()}: {causes}") from failures[0][1]
 
 
 class Accumulator(Addon):

@@ -566,6 +566,28 @@ def test_a_metadata_file_that_cannot_be_stored_fails_the_run_and_keeps_the_frame
 
 
 @pytest.mark.tango
+def test_every_metadata_file_that_cannot_be_stored_is_named(
+        servers: Servers, walker, monkeypatch: pytest.MonkeyPatch) -> None:
+    log_to_json = RemoteDirectoryWalker.log_to_json
+
+    async def failing_log_to_json(self, payload, filename="experiment.json"):
+        if filename in ("darks_metadata.json", "radios_metadata.json"):
+            raise OSError(f"cannot write {filename}")
+        await log_to_json(self, payload, filename)
+
+    monkeypatch.setattr(RemoteDirectoryWalker, "log_to_json", failing_log_to_json)
+
+    async def run() -> None:
+        async with _remote_radiography() as (experiment, _):
+            with pytest.raises(StorageError) as refused:
+                await experiment.run()
+            assert "darks_metadata.json: OSError" in str(refused.value)
+            assert "radios_metadata.json: OSError" in str(refused.value)
+
+    asyncio.run(run())
+
+
+@pytest.mark.tango
 def test_a_cancelled_acquisition_keeps_its_metadata_once_they_are_complete(
         servers: Servers, walker) -> None:
     # The producer is still cleaning up after its last token and the walker has not

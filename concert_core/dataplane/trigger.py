@@ -110,25 +110,32 @@ def _look(output: weakref.ref[TriggerOutput]) -> None:
         alive._read_subscriptions()
 
 
-def _unbind(loop: asyncio.AbstractEventLoop, socket: zmq.Socket) -> None:
-    """Remove the reader of an output's ``socket`` from ``loop`` and close it: at once in
-    the loop's thread or while the loop is not running, else soon, in the loop's thread."""
-    def unbind() -> None:
-        if not socket.closed:
-            loop.remove_reader(socket.FD)
-            close_socket(socket)
-
+def _in_loop_thread(loop: asyncio.AbstractEventLoop, job: Callable[[], Any],
+                    if_closed: Callable[[], Any]) -> None:
+    """Run ``job`` in ``loop``'s thread: at once from that thread or while the loop is not
+    running, else soon; ``if_closed`` at once instead when the loop is closed (safe from a
+    finalizer or another thread)."""
     if loop.is_closed():
-        close_socket(socket)
+        if_closed()
         return
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if running is loop or not loop.is_running():
-        unbind()
+        job()
     else:
-        loop.call_soon_threadsafe(unbind)
+        loop.call_soon_threadsafe(job)
+
+
+def _unbind(loop: asyncio.AbstractEventLoop, socket: zmq.Socket) -> None:
+    """Remove the reader of an output's ``socket`` from ``loop`` and close it."""
+    def unbind() -> None:
+        if not socket.closed:
+            loop.remove_reader(socket.FD)
+            close_socket(socket)
+
+    _in_loop_thread(loop, unbind, lambda: close_socket(socket))
 
 
 class TriggerOutput:
@@ -408,18 +415,7 @@ class TriggerInput:
         if self.closed:
             return
         self.closed = True
-        loop = self._task.get_loop()
-        if loop.is_closed():
-            self._unplug()
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._shutdown()
-        else:
-            loop.call_soon_threadsafe(self._shutdown)
+        _in_loop_thread(self._task.get_loop(), self._shutdown, self._unplug)
 
     async def aclose(self) -> None:
         """Stop listening and wait until the task has ended."""
