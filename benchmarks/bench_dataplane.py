@@ -2,7 +2,10 @@
 
 Parts (each a function registered in ``PARTS``; add one by appending to it):
 
-(a) raw pyzmq PUSH/PULL, zero-copy, over tcp loopback (the baseline);
+(a) raw pyzmq PUSH/PULL, zero-copy, over tcp loopback (the baseline); for reference
+    also with the PUSH socket bound and its connection on the TCP congestion control an
+    ImageSender gives its connections (``a.cc``, see ``concert_core/dataplane/tcp.py``;
+    the baseline keeps the host's, which may be BBR);
 (b) ImageSender -> ImageReceiver over tcp loopback with the default in-flight window
     (goal: >= 0.9 of (a)); for reference also with ``in_flight=0`` (every send waits
     until ZMQ released its buffer);
@@ -61,7 +64,7 @@ import zmq
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.host import HostLoad, after_reporting_pass, host_load
-from concert_core.dataplane import ImageReceiver, ImageSender
+from concert_core.dataplane import ImageReceiver, ImageSender, tcp
 from servers.database import EmbeddedDatabase
 from servers.process import ServerProcess, register_server
 from walkers import DirectoryWalker, HDF5Walker
@@ -129,15 +132,26 @@ def _suffix(transport: str) -> str:
 
 
 def part_a_raw_zmq(setup: Setup) -> list[Result]:
-    return [_raw_zmq(setup, transport) for transport in TRANSPORTS]
+    results = [_raw_zmq(setup, transport) for transport in TRANSPORTS]
+    results.append(_raw_zmq(setup, "tcp", congestion=tcp.TCP_CONGESTION))
+    return results
 
 
-def _raw_zmq(setup: Setup, transport: str) -> Result:
+def _raw_zmq(setup: Setup, transport: str, congestion: tuple[str, ...] = ()) -> Result:
+    """``congestion``: the PUSH socket binds and its connection uses that TCP congestion
+    control, as an ImageSender's does (the baseline (a) with the same socket settings)."""
     context = zmq.Context()
-    pull, endpoint = _bound_pull(context, transport, setup)
     push = context.socket(zmq.PUSH)
-    push.sndhwm = pull.rcvhwm = 100
-    push.connect(endpoint)
+    push.sndhwm = 100
+    if congestion:
+        pull = context.socket(zmq.PULL)
+        pull.rcvhwm = 100
+        chosen = tcp.bind(push, TRANSPORTS["tcp"], congestion)
+        pull.connect(push.getsockopt(zmq.LAST_ENDPOINT).decode())
+    else:
+        pull, endpoint = _bound_pull(context, transport, setup)
+        pull.rcvhwm = 100
+        push.connect(endpoint)
 
     def send() -> None:
         for i in range(setup.frames):
@@ -159,6 +173,9 @@ def _raw_zmq(setup: Setup, transport: str) -> Result:
     push.close(linger=0)
     pull.close(linger=0)
     context.term()
+    if congestion:
+        return Result("a.cc", f"  same, PUSH bound, {chosen or 'host default'}", received,
+                      nbytes, seconds, setup.frames - received)
     return Result("a" + _suffix(transport), f"raw pyzmq PUSH/PULL {transport}", received,
                   nbytes, seconds, setup.frames - received)
 
@@ -545,6 +562,7 @@ def report(result: Result, note: str = "") -> None:
 #: Ratios printed at the end: (label, numerator key, denominator key(s), goal or None).
 RATIOS = [
     ("(b)/(a) data plane vs raw pyzmq", "b", "a", 0.9),
+    ("(b)/(a, PUSH bound, same control)", "b", "a.cc", None),
     ("(b, in_flight=0)/(a)", "b.wait", "a", None),
     ("HDF5Walker / raw h5py", "c.hdf5walker", "c.h5py", None),
     ("HDF5Walker / raw h5py direct chunks", "c.hdf5walker", "c.h5direct", None),

@@ -10,6 +10,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from concert_core.dataplane import tcp
 from concert_core.dataplane.sender import (
     LIVE_HWM,
     RELIABLE_HWM,
@@ -80,7 +81,8 @@ class Broadcaster:
                 if not bind_destinations:
                     options[zmq.IMMEDIATE] = 1
                 socket, address = open_socket(
-                    context, zmq.PUSH, destination, bind_destinations, options
+                    context, zmq.PUSH, destination, bind_destinations, options,
+                    congestion=tcp.TCP_CONGESTION,
                 )
                 self._sockets.append(socket)
                 self._reliable.append(socket)
@@ -88,7 +90,8 @@ class Broadcaster:
             for destination in live_destinations:
                 options = {zmq.SNDHWM: live_sndhwm, zmq.LINGER: 0, zmq.XPUB_NODROP: 1}
                 socket, address = open_socket(
-                    context, zmq.PUB, destination, bind_destinations, options
+                    context, zmq.PUB, destination, bind_destinations, options,
+                    congestion=tcp.TCP_CONGESTION,
                 )
                 self._sockets.append(socket)
                 self._live.append(socket)

@@ -12,7 +12,7 @@ import secrets
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import zmq
 import zmq.asyncio
 
 from concert_core.coroutines.base import sleep
+from concert_core.dataplane import tcp
 from concert_core.dataplane.shared import DEFAULT_SLOTS, MAX_SLOTS, SharedRing, close_rings
 from concert_core.dataplane.wire import (
     DataPlaneError,
@@ -105,9 +106,12 @@ def open_socket(
     bind: bool,
     options: Mapping[int, Any] = (),  # type: ignore[assignment]
     prepare: Callable[[zmq.Socket], Any] | None = None,
+    congestion: Sequence[str] = (),
 ) -> tuple[zmq.asyncio.Socket, str]:
     """Create, configure and bind or connect a socket; return it and its actual endpoint.
-    ``prepare(socket)`` runs just before the bind or connect (to start a monitor)."""
+    ``prepare(socket)`` runs just before the bind or connect (to start a monitor). A tcp
+    socket that binds gives its connections the first TCP congestion control of
+    ``congestion`` the host allows (:mod:`.tcp`; empty: the host's default)."""
     context = context or zmq.asyncio.Context.instance()
     address = resolve_endpoint(endpoint, bind)
     socket = context.socket(socket_type)
@@ -116,7 +120,10 @@ def open_socket(
             socket.setsockopt(option, value)
         if prepare is not None:
             prepare(socket)
-        if bind:
+        if bind and address.startswith("tcp://"):
+            tcp.bind(socket, address, congestion)
+            address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        elif bind:
             socket.bind(address)
             address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
             path = address.removeprefix("ipc://")
@@ -191,8 +198,11 @@ class ImageSender:
     ``timeout`` for a free one raises :class:`DataPlaneTimeout`.
 
     The sender binds (``bind=True``, the default; port 0 picks a free port, see
-    :attr:`endpoint`) or connects. Use it as an async context manager, or call
-    :meth:`close`.
+    :attr:`endpoint`) or connects. Bound to a tcp address, its connections use the first
+    TCP congestion control of ``tcp_congestion`` the host allows (default
+    :data:`.tcp.TCP_CONGESTION`, CUBIC or Reno rather than a host's BBR, see :mod:`.tcp`;
+    ``()`` keeps the host's); :attr:`tcp_congestion` tells which. Use it as an async
+    context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -206,6 +216,7 @@ class ImageSender:
         in_flight: int = IN_FLIGHT,
         shared_memory: bool = False,
         slots: int = DEFAULT_SLOTS,
+        tcp_congestion: Sequence[str] = tcp.TCP_CONGESTION,
     ) -> None:
         if in_flight < 0:
             raise ValueError(f"in_flight must be >= 0, not {in_flight}")
@@ -239,7 +250,11 @@ class ImageSender:
         else:
             options[zmq.XPUB_NODROP] = 1  # a full queue raises EAGAIN: drops are counted
             socket_type = zmq.PUB
-        self._socket, self.endpoint = open_socket(context, socket_type, endpoint, bind, options)
+        self._socket, self.endpoint = open_socket(context, socket_type, endpoint, bind, options,
+                                                  congestion=tcp_congestion)
+        #: The TCP congestion control of the sender's connections if it set one (a tcp
+        #: sender that binds), else ``None`` (the host's default).
+        self.tcp_congestion = tcp.congestion_of(self._socket)
         self._sync = zmq.Socket.shadow(self._socket.underlying)
         self._index = 0
         #: Frames sent (over all streams), frames dropped (live only), payload bytes sent.
