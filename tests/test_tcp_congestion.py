@@ -101,6 +101,18 @@ def test_an_interface_name_is_left_to_libzmq():
         context.term()
 
 
+def test_a_malformed_port_gets_libzmqs_own_error():
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    try:
+        with pytest.raises(zmq.ZMQError) as refused:
+            tcp.bind(push, "tcp://127.0.0.1:port")
+        assert refused.value.errno == zmq.EINVAL
+    finally:
+        push.close(linger=0)
+        context.term()
+
+
 def test_unknown_controls_are_skipped_and_none_allowed_keeps_the_default():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         default = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)

@@ -2,7 +2,8 @@
 buffer (or, between processes on one host, with the buffer in shared memory:
 :mod:`.shared`); reliable streams (PUSH/PULL) lose nothing, live streams (PUB/SUB) drop
 and count.
-Trigger lines (:mod:`.trigger`) simulate a TTL cable from a motor to a camera.
+Trigger lines (:mod:`.trigger`) simulate a TTL cable from a motor to a camera. Senders
+that bind a tcp address choose their connections' congestion control (:mod:`.tcp`).
 
 >>> async with ImageSender("tcp://127.0.0.1:0") as sender:
 ...     receiver = ImageReceiver(sender.endpoint)

@@ -30,21 +30,20 @@ TCP_CONGESTION: tuple[str, ...] = ("cubic", "reno")
 _CHOSEN: weakref.WeakKeyDictionary[zmq.Socket, str] = weakref.WeakKeyDictionary()
 
 
-def _ipv4_host(address: str) -> str | None:
-    """The IPv4 address (``""`` for ``*``) of a ``tcp://host:port`` endpoint, or ``None``
-    where libzmq must resolve it (a host or interface name, IPv6)."""
-    host = address.removeprefix("tcp://").rpartition(":")[0]
+def _ipv4_address(address: str) -> tuple[str, int] | None:
+    """Host (``""`` for ``*``) and port (0 for ``*``) of a ``tcp://host:port`` endpoint
+    with an IPv4 host, or ``None`` where libzmq must resolve it (a host or interface
+    name, IPv6, a malformed port: its own error is the one to raise)."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    if port != "*" and not port.isdecimal():
+        return None
+    number = 0 if port == "*" else int(port)
     if host == "*":
-        return ""
+        return "", number
     try:
-        return host if ipaddress.ip_address(host).version == 4 else None
+        return (host, number) if ipaddress.ip_address(host).version == 4 else None
     except ValueError:
         return None
-
-
-def _port(address: str) -> int:
-    port = address.rpartition(":")[2]
-    return 0 if port == "*" else int(port)
 
 
 def choose_congestion(sock: socket.socket, names: Sequence[str]) -> str | None:
@@ -67,8 +66,8 @@ def bind(zmq_socket: zmq.Socket, address: str, congestion: Sequence[str] = TCP_C
     Returns the control chosen, or ``None`` where the host's stays: ``congestion`` empty or
     none allowed, or an address only libzmq resolves (a name, IPv6), which it binds itself.
     A failed bind raises :class:`zmq.ZMQError` as libzmq's own bind would."""
-    host = _ipv4_host(address)
-    if not congestion or host is None or not hasattr(socket, "TCP_CONGESTION"):
+    parsed = _ipv4_address(address)
+    if not congestion or parsed is None or not hasattr(socket, "TCP_CONGESTION"):
         zmq_socket.bind(address)
         return None
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -79,8 +78,9 @@ def bind(zmq_socket: zmq.Socket, address: str, congestion: Sequence[str] = TCP_C
             zmq_socket.bind(address)
             return None
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libzmq does
+        host = parsed[0]
         try:
-            listener.bind((host, _port(address)))
+            listener.bind(parsed)
             listener.listen(zmq_socket.getsockopt(zmq.BACKLOG))
         except OSError as error:
             raise zmq.ZMQError(error.errno or errno.EINVAL,
