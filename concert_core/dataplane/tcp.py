@@ -3,9 +3,10 @@
 A Linux host may send with BBR (``net.ipv4.tcp_congestion_control``). BBR paces a
 connection at the bandwidth it has estimated. A frame stream whose receiver is slow for a
 moment early on (its first frames fault their buffers in) gets a low estimate and can keep
-it for the whole stream: over loopback, ten streams of 500 frames of 8 MB went at 2.3-5.3
-GB/s with BBR and at 4.6-5.5 GB/s with CUBIC or Reno (``benchmarks/bench_dataplane.py``).
-Frames are bulk data on a local network, where the loss-based controls do well.
+it for the whole stream: over loopback, ten streams of 500 frames of 8 MB (raw pyzmq, the
+sender bound) went at 2.3-5.3 GB/s with BBR and at 4.6-5.5 GB/s with CUBIC or Reno
+(``benchmarks/README.md``, ``bench_dataplane.py``, session 20). Frames are bulk data on a
+local network, where the loss-based controls do well.
 
 libzmq has no option for the congestion control, but it binds to a listening socket it is
 given (``ZMQ_USE_FD``), and the connections accepted there inherit that socket's control.
