@@ -110,8 +110,8 @@ def open_socket(
 ) -> tuple[zmq.asyncio.Socket, str]:
     """Create, configure and bind or connect a socket; return it and its actual endpoint.
     ``prepare(socket)`` runs just before the bind or connect (to start a monitor). A tcp
-    socket that binds gives its connections the first TCP congestion control of
-    ``congestion`` the host allows (:mod:`.tcp`; empty: the host's default)."""
+    socket that binds replaces a pacing default congestion control of its connections
+    with the first of ``congestion`` the host allows (:mod:`.tcp`; empty: never)."""
     context = context or zmq.asyncio.Context.instance()
     address = resolve_endpoint(endpoint, bind)
     socket = context.socket(socket_type)
@@ -198,11 +198,11 @@ class ImageSender:
     ``timeout`` for a free one raises :class:`DataPlaneTimeout`.
 
     The sender binds (``bind=True``, the default; port 0 picks a free port, see
-    :attr:`endpoint`) or connects. Bound to a tcp address, its connections use the first
-    TCP congestion control of ``tcp_congestion`` the host allows (default
-    :data:`.tcp.TCP_CONGESTION`, CUBIC or Reno rather than a host's BBR, see :mod:`.tcp`;
-    ``()`` keeps the host's); :attr:`tcp_congestion` tells which. Use it as an async
-    context manager, or call :meth:`close`.
+    :attr:`endpoint`) or connects. Bound to a tcp address on a host whose default TCP
+    congestion control paces (BBR), its connections use the first of ``tcp_congestion``
+    the host allows instead (default :data:`.tcp.TCP_CONGESTION`: CUBIC, else Reno; see
+    :mod:`.tcp`; ``()`` keeps the host's); :attr:`tcp_congestion` tells which they use.
+    Use it as an async context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -252,8 +252,8 @@ class ImageSender:
             socket_type = zmq.PUB
         self._socket, self.endpoint = open_socket(context, socket_type, endpoint, bind, options,
                                                   congestion=tcp_congestion)
-        #: The TCP congestion control of the sender's connections if it set one (a tcp
-        #: sender that binds), else ``None`` (the host's default).
+        #: The TCP congestion control of the sender's connections (a tcp sender that
+        #: binds), else ``None``.
         self.tcp_congestion = tcp.congestion_of(self._socket)
         self._sync = zmq.Socket.shadow(self._socket.underlying)
         self._index = 0

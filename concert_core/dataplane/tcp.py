@@ -10,7 +10,8 @@ local network, where the loss-based controls do well.
 
 libzmq has no option for the congestion control, but it binds to a listening socket it is
 given (``ZMQ_USE_FD``), and the connections accepted there inherit that socket's control.
-So a sender that binds sets it on a listening socket of its own, made here.
+So a sender that binds on a host whose default paces (BBR) sets CUBIC or Reno on a
+listening socket of its own, made here. Any other default stays.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from collections.abc import Sequence
 
 import zmq
 
-#: Congestion controls for the connections of a bound sender, tried in turn: CUBIC
-#: (Linux's default), else Reno (which any process may choose). Empty: the host's.
+#: Congestion controls for the connections of a bound sender in place of a pacing one,
+#: tried in turn: CUBIC (Linux's default), else Reno (which any process may choose).
+#: Empty: the host's, always.
 TCP_CONGESTION: tuple[str, ...] = ("cubic", "reno")
+
+#: Host defaults that pace a connection at its bandwidth estimate: a bound sender replaces
+#: them. Any other default (CUBIC, or a site's deliberate choice) stays.
+PACED: frozenset[str] = frozenset({"bbr", "bbr2", "bbr3"})
 
 #: The control chosen by :func:`bind`, per ZMQ socket.
 _CHOSEN: weakref.WeakKeyDictionary[zmq.Socket, str] = weakref.WeakKeyDictionary()
@@ -47,6 +53,12 @@ def _ipv4_address(address: str) -> tuple[str, int] | None:
         return None
 
 
+def current_congestion(sock: socket.socket) -> str:
+    """The congestion control set on ``sock`` (at first the host's default)."""
+    name = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+    return name.split(b"\0", 1)[0].decode()
+
+
 def choose_congestion(sock: socket.socket, names: Sequence[str]) -> str | None:
     """Set the first of ``names`` the kernel lets this process use on ``sock``; return it,
     or ``None`` if none could be set (the host's default stays)."""
@@ -61,23 +73,26 @@ def choose_congestion(sock: socket.socket, names: Sequence[str]) -> str | None:
 
 def bind(zmq_socket: zmq.Socket, address: str, congestion: Sequence[str] = TCP_CONGESTION
          ) -> str | None:
-    """Bind ``zmq_socket`` to the tcp ``address`` (``tcp://host:port``, port ``*`` for any);
-    its connections use the first congestion control of ``congestion`` allowed here.
+    """Bind ``zmq_socket`` to the tcp ``address`` (``tcp://host:port``, port ``*`` for any).
+    If the host's default congestion control paces (:data:`PACED`), its connections use
+    the first of ``congestion`` allowed here instead.
 
-    Returns the control chosen, or ``None`` where the host's stays: ``congestion`` empty or
-    none allowed, or an address only libzmq resolves (a name, IPv6), which it binds itself.
-    A failed bind raises :class:`zmq.ZMQError` as libzmq's own bind would."""
+    Returns the control its connections use, or ``None`` where that is not known:
+    ``congestion`` empty, or an address only libzmq resolves (a name, IPv6), which it
+    binds itself. A failed bind raises :class:`zmq.ZMQError` as libzmq's own bind would."""
     parsed = _ipv4_address(address)
     if not congestion or parsed is None or not hasattr(socket, "TCP_CONGESTION"):
         zmq_socket.bind(address)
         return None
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        chosen = choose_congestion(listener, congestion)
-        if chosen is None:
+        default = current_congestion(listener)
+        chosen = choose_congestion(listener, congestion) if default in PACED else None
+        if chosen is None:  # the host's default stays: libzmq binds as it would
             listener.close()
             zmq_socket.bind(address)
-            return None
+            _CHOSEN[zmq_socket] = default
+            return default
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as libzmq does
         host = parsed[0]
         try:
@@ -101,9 +116,10 @@ def bind(zmq_socket: zmq.Socket, address: str, congestion: Sequence[str] = TCP_C
 
 
 def congestion_of(zmq_socket: zmq.Socket) -> str | None:
-    """The congestion control :func:`bind` chose for ``zmq_socket``'s connections, or
-    ``None`` (the host's default)."""
+    """The congestion control of ``zmq_socket``'s connections as :func:`bind` left it, or
+    ``None`` if it did not bind the socket or could not tell."""
     return _CHOSEN.get(zmq_socket)
 
 
-__all__ = ["TCP_CONGESTION", "bind", "choose_congestion", "congestion_of"]
+__all__ = ["PACED", "TCP_CONGESTION", "bind", "choose_congestion", "congestion_of",
+           "current_congestion"]
