@@ -33,7 +33,7 @@ TCP_CONGESTION: tuple[str, ...] = ("cubic", "reno")
 #: them. Any other default (CUBIC, or a site's deliberate choice) stays.
 PACED: frozenset[str] = frozenset({"bbr", "bbr2", "bbr3"})
 
-#: The control chosen by :func:`bind`, per ZMQ socket.
+#: The congestion control of the connections of each ZMQ socket :func:`bind` bound.
 _CHOSEN: weakref.WeakKeyDictionary[zmq.Socket, str] = weakref.WeakKeyDictionary()
 
 
