@@ -120,11 +120,11 @@ def open_socket(
             socket.setsockopt(option, value)
         if prepare is not None:
             prepare(socket)
-        if bind and address.startswith("tcp://"):
-            tcp.bind(socket, address, congestion)
-            address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
-        elif bind:
-            socket.bind(address)
+        if bind:
+            if address.startswith("tcp://"):
+                tcp.bind(socket, address, congestion)
+            else:
+                socket.bind(address)
             address = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
             path = address.removeprefix("ipc://")
             if address.startswith("ipc://") and os.path.basename(path).startswith(_IPC_PREFIX):
