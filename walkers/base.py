@@ -169,8 +169,9 @@ class Walker(AsyncObject):
         self, receiver: Any, dsetname: str | None = None, name: str | None = None
     ) -> int:
         """Write one stream of an :class:`~concert_core.dataplane.ImageReceiver` (until
-        its end-of-stream); return the number of frames written."""
-        return await (await self.create_writer(receiver.frames(), name=name, dsetname=dsetname))
+        its end-of-stream); return the number of frames written. Writers that run in a
+        thread read the stream there (:meth:`ImageReceiver.stream`)."""
+        return await (await self.create_writer(receiver.stream(), name=name, dsetname=dsetname))
 
     async def log_to_json(self, payload: Any, filename: str = "experiment.json") -> None:
         """Store ``payload`` (a JSON string, or an object serialised to JSON) as

@@ -16,7 +16,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterable, Coroutine
 from typing import Any, ClassVar
 
 import pint
@@ -237,18 +237,13 @@ class WalkerDevice(Device):
         resolve_endpoint(endpoint, bind=False)
         receiver = ImageReceiver(endpoint, timeout=self._timeout)
         try:
-            walker, writer = await self._create_writer(self._counted(receiver))
+            walker, writer = await self._create_writer(receiver.stream())
         except BaseException:
             receiver.close()
             raise
         await self._write(walker, writer, receiver)
 
-    async def _counted(self, receiver: ImageReceiver) -> AsyncIterator[Any]:
-        async for frame in receiver.frames():
-            self._received += 1
-            yield frame
-
-    async def _create_writer(self, frames: AsyncIterator[Any]) -> tuple[Walker, Coroutine]:
+    async def _create_writer(self, frames: AsyncIterable[Any]) -> tuple[Walker, Coroutine]:
         dsetname = self._dsetname
         if self._writer_class == "TIFF":
             return self._walker, await self._walker.create_writer(frames, dsetname=dsetname)
@@ -291,6 +286,7 @@ class WalkerDevice(Device):
         last_bytes = 0
 
         def count() -> None:
+            self._received = receiver.stream_received
             self._written = walker.frames_written - frames0
             self._bytes = walker.bytes_written - bytes0
 

@@ -16,6 +16,8 @@ import json
 import os
 import queue
 import threading
+import time
+import traceback
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
@@ -201,6 +203,55 @@ class SequenceWriter:
 
 
 _STOP = object()
+#: Seconds between the hand-overs of written counts to the loop while a thread reading
+#: its own frames (a received stream) has more waiting.
+REPORT_PERIOD = 0.02
+
+
+class _Handback:
+    """Values a worker thread hands to the event loop in batches: ``deliver(values)``
+    runs on the loop with all values added until then. One callback is scheduled at a
+    time (not one per frame: each wakes the loop and trades the GIL), and with
+    ``period`` at most one per ``period`` seconds while the worker is busy; the worker
+    calls :meth:`push` before it waits, so nothing it added waits with it."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, deliver: Callable[[list], None], period: float = 0.0
+    ) -> None:
+        self._loop = loop
+        self._deliver = deliver
+        self._period = period
+        self._values: list[Any] = []
+        self._scheduled = False
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, value: Any) -> None:
+        """Hand ``value`` over (called in the worker thread)."""
+        with self._lock:
+            self._values.append(value)
+            due = not self._scheduled and time.monotonic() - self._last >= self._period
+            self._scheduled |= due
+        if due:
+            self._schedule()
+
+    def push(self) -> None:
+        """Hand over what waits now (called in the worker thread before it blocks)."""
+        with self._lock:
+            due = bool(self._values) and not self._scheduled
+            self._scheduled |= due
+        if due:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._last = time.monotonic()
+        self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            values, self._values = self._values, []
+            self._scheduled = False
+        self._deliver(values)
 
 
 class WriterThread:
@@ -224,10 +275,7 @@ class WriterThread:
         self._space = asyncio.Semaphore(maxsize)
         self._done: asyncio.Future = self._loop.create_future()
         self.error: BaseException | None = None
-        # Results of written items not yet handed to the loop; one callback at a time is
-        # scheduled for them (not one per frame: each wakes the loop and trades the GIL).
-        self._results: list[int | None] = []
-        self._results_lock = threading.Lock()
+        self._results = _Handback(self._loop, self._written)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -243,14 +291,11 @@ class WriterThread:
                     written = self._write(item)
                 except BaseException as error:  # reported to the feeder
                     self.error = error
+                    traceback.clear_frames(error.__traceback__)  # the frame is not kept
             # Drop the frame before waiting for the next: its buffer may go (a frame in
             # shared memory holds its sender's slot until then).
             item = None
-            with self._results_lock:
-                self._results.append(written)
-                first = len(self._results) == 1
-            if first:
-                self._loop.call_soon_threadsafe(self._written)
+            self._results.add(written)
         aborting = isinstance(item, tuple) or self.error is not None
         try:
             if aborting:
@@ -263,9 +308,7 @@ class WriterThread:
                 self._abort()
         self._loop.call_soon_threadsafe(self._finish, result)
 
-    def _written(self) -> None:
-        with self._results_lock:
-            results, self._results = self._results, []
+    def _written(self, results: list[int | None]) -> None:
         for nbytes in results:
             self._space.release()
             if nbytes is not None and self._on_written is not None:
@@ -309,7 +352,14 @@ async def write_sequence(
     """Feed the frames of ``producer`` to ``sink`` (an object with synchronous
     ``write(frame) -> nbytes``, ``close()`` and ``abort()``) running in a thread of its
     own; return the number of frames. ``on_written(nbytes)`` is called on the loop
-    after each frame was written. On any error or cancellation the sink is aborted."""
+    after each frame was written. On any error or cancellation the sink is aborted.
+
+    A producer with ``frames_blocking(stop, idle)`` (a received stream,
+    :class:`~concert_core.dataplane.ReceivedStream`) is read in the writing thread
+    itself: the frames never pass through the event loop, and while frames are waiting
+    ``on_written`` runs for batches, at most every :data:`REPORT_PERIOD` seconds."""
+    if hasattr(producer, "frames_blocking"):
+        return await _read_and_write(producer, sink, on_written)
     thread = WriterThread(sink.write, sink.close, sink.abort, maxsize, on_written=on_written)
     count = 0
     try:
@@ -326,6 +376,61 @@ async def write_sequence(
         raise
     await thread.finish()
     return count
+
+
+async def _read_and_write(
+    producer: Any, sink: Any, on_written: Callable[[int], None] | None
+) -> int:
+    """:func:`write_sequence` for a producer read by blocking calls: one thread reads a
+    frame, writes it, drops it and reads the next. Cancelling sets the producer's stop
+    event and waits for the thread, which aborts the sink."""
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+    done: asyncio.Future = loop.create_future()
+    reports = _Handback(loop, lambda sizes: [on_written(size) for size in sizes],
+                        period=REPORT_PERIOD)
+
+    def run() -> None:
+        count, failure = 0, None
+        try:
+            with contextlib.closing(producer.frames_blocking(stop, reports.push)) as frames:
+                for frame in frames:
+                    try:
+                        nbytes = sink.write(frame)
+                    finally:
+                        frame = None  # its slot goes back before the next frame is read
+                    count += 1
+                    if on_written is not None:
+                        reports.add(nbytes)
+            if stop.is_set():
+                sink.abort()
+            else:
+                sink.close()
+        except BaseException as error:  # raised to the awaiting coroutine
+            failure = error
+            traceback.clear_frames(error.__traceback__)  # no frame (nor slot) kept alive
+            with contextlib.suppress(BaseException):
+                sink.abort()
+        reports.push()  # the last counts reach the loop before the result
+        loop.call_soon_threadsafe(_settle, done, count, failure)
+
+    threading.Thread(target=run, name="writer", daemon=True).start()
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        stop.set()
+        while not done.done():  # the thread stops within the producer's poll period
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([done])
+        done.exception()  # retrieved: the cancellation is what the caller gets
+        raise
+
+
+def _settle(done: asyncio.Future, count: int, failure: BaseException | None) -> None:
+    if failure is None:
+        done.set_result(count)
+    else:
+        done.set_exception(failure)
 
 
 async def write_images(

@@ -10,7 +10,7 @@ that bind a tcp address choose their connections' congestion control (:mod:`.tcp
 """
 
 from concert_core.dataplane.broadcast import Broadcaster
-from concert_core.dataplane.receiver import ImageReceiver
+from concert_core.dataplane.receiver import ImageReceiver, ReceivedStream
 from concert_core.dataplane.sender import ImageSender, resolve_endpoint
 from concert_core.dataplane.shared import SharedFrames, SharedRing
 from concert_core.dataplane.trigger import TriggerError, TriggerInput, TriggerOutput
@@ -47,6 +47,7 @@ __all__ = [
     "MetadataError",
     "OrderError",
     "PartsError",
+    "ReceivedStream",
     "SharedFrames",
     "SharedMemoryError",
     "SharedRef",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import zmq
@@ -30,6 +32,10 @@ from concert_core.helpers import CommData, ImageWithMetadata
 LOG = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+#: Returned by ``ImageReceiver._accept`` for the end of a stream.
+_END: Any = object()
+#: Seconds a blocking reader waits for a message before it looks at its stop event.
+STOP_POLL = 0.05
 
 
 class ImageReceiver:
@@ -97,6 +103,7 @@ class ImageReceiver:
         self.last_error: FrameError | None = None
         self.timed_out = False
         self.closed = False
+        self._expected = 0  # index of the next frame of the current stream
 
     @property
     def complete(self) -> bool:
@@ -111,78 +118,102 @@ class ImageReceiver:
         ``timeout`` overrides the receiver's for this stream. Call again for the next
         stream.
         """
-        if self.closed:
-            raise DataPlaneError(f"receiver on {self.endpoint} is closed")
-        limit = self.timeout if timeout is _UNSET else _seconds(timeout)
+        limit = self._begin(timeout)
         poll_ms = None if limit is None else max(int(limit * 1000), 0)
-        expected = 0
-        self.stream_received = 0
-        self.end_count = None
-        self.timed_out = False
         while True:
             try:  # fast path: a message is waiting (no future, no selector round trip)
                 parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 parts = None
             if parts is None and not await self._socket.poll(poll_ms, zmq.POLLIN):
-                self.timed_out = True
-                if self.on_timeout == "end":
-                    LOG.info("no frame on %s for %s s: stream ends", self.endpoint, limit)
-                    return
-                raise DataPlaneTimeout(
-                    f"no message on {self.endpoint} within {limit} s after frame "
-                    f"{expected - 1} (sender gone?)"
-                )
+                self._timeout_reached(limit)
+                return
             if parts is None:
                 try:  # polled in: a whole message is there
                     parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     parts = await self._socket.recv_multipart(copy=False)
-            array = release = None
-            try:
-                message = decode(parts)
-                if not isinstance(message, EndOfStream):
-                    if message.shm is not None:
-                        array, release = self._shared.array(
-                            message.shm, message.dtype, message.shape)
-                    else:
-                        array = message.array()
-                    check_order(message.index, expected, allow_gaps=not self.reliable)
-            except FrameError as error:
-                if release is not None:
-                    release()  # a refused frame gives its slot back at once
-                array = release = None
-                self.refused += 1
-                self.last_error = error
-                if self.on_error == "raise":
-                    raise
-                if self.refused <= 10 or self.refused % 1000 == 0:  # no log flood
-                    LOG.warning("refused message %d on %s: %s", self.refused, self.endpoint, error)
+            image = [self._accept(parts)]
+            if image[0] is None:
                 continue
-            if isinstance(message, EndOfStream):
-                self._shared.prune()  # segments the sender replaced meanwhile
-                self.end_count = message.count
-                self.streams += 1
-                if message.count > expected:  # frames at the tail never arrived
-                    self.missed += message.count - expected
-                    LOG.warning(
-                        "stream on %s ended after %d of %d frames",
-                        self.endpoint,
-                        self.stream_received,
-                        message.count,
-                    )
+            if image[0] is _END:
                 return
-            if message.index > expected:
-                self.missed += message.index - expected
-            expected = message.index + 1
-            image = [array.view(ImageWithMetadata)]
-            image[0].metadata = message.metadata  # decoded for this frame: no copy needed
-            image[0].metadata["index"] = message.index
-            array = release = None
-            self.received += 1
-            self.stream_received += 1
-            self.bytes_received += image[0].nbytes
             yield image.pop()  # suspended, the generator holds no frame (nor its slot)
+
+    def stream(self, timeout: float | None = _UNSET) -> ReceivedStream:
+        """The next stream, to be read with ``async for`` (as :meth:`frames`) or, in a
+        worker thread, with :meth:`ReceivedStream.frames_blocking` (which takes the event
+        loop off the path of every frame; writers use it)."""
+        return ReceivedStream(self, timeout)
+
+    def _begin(self, timeout: float | None) -> float | None:
+        """Start a stream: check the receiver is open, reset the stream's counters and
+        return its timeout."""
+        if self.closed:
+            raise DataPlaneError(f"receiver on {self.endpoint} is closed")
+        self._expected = 0
+        self.stream_received = 0
+        self.end_count = None
+        self.timed_out = False
+        return self.timeout if timeout is _UNSET else _seconds(timeout)
+
+    def _timeout_reached(self, limit: float | None) -> None:
+        """No message within ``limit``: end the stream or raise, as ``on_timeout`` says."""
+        self.timed_out = True
+        if self.on_timeout == "end":
+            LOG.info("no frame on %s for %s s: stream ends", self.endpoint, limit)
+            return
+        raise DataPlaneTimeout(
+            f"no message on {self.endpoint} within {limit} s after frame "
+            f"{self._expected - 1} (sender gone?)"
+        )
+
+    def _accept(self, parts: list) -> Any:
+        """Check one message and count it: the frame, :data:`_END` for the end of the
+        stream, or ``None`` for a refused message (``on_error='raise'``: raised)."""
+        array = release = None
+        try:
+            message = decode(parts)
+            if not isinstance(message, EndOfStream):
+                if message.shm is not None:
+                    array, release = self._shared.array(message.shm, message.dtype, message.shape)
+                else:
+                    array = message.array()
+                check_order(message.index, self._expected, allow_gaps=not self.reliable)
+        except FrameError as error:
+            if release is not None:
+                release()  # a refused frame gives its slot back at once
+            array = release = None
+            self.refused += 1
+            self.last_error = error
+            if self.on_error == "raise":
+                raise
+            if self.refused <= 10 or self.refused % 1000 == 0:  # no log flood
+                LOG.warning("refused message %d on %s: %s", self.refused, self.endpoint, error)
+            return None
+        if isinstance(message, EndOfStream):
+            self._shared.prune()  # segments the sender replaced meanwhile
+            self.end_count = message.count
+            self.streams += 1
+            if message.count > self._expected:  # frames at the tail never arrived
+                self.missed += message.count - self._expected
+                LOG.warning(
+                    "stream on %s ended after %d of %d frames",
+                    self.endpoint,
+                    self.stream_received,
+                    message.count,
+                )
+            return _END
+        if message.index > self._expected:
+            self.missed += message.index - self._expected
+        self._expected = message.index + 1
+        image = array.view(ImageWithMetadata)
+        image.metadata = message.metadata  # decoded for this frame: no copy needed
+        image.metadata["index"] = message.index
+        self.received += 1
+        self.stream_received += 1
+        self.bytes_received += image.nbytes
+        return image
 
     def close(self) -> None:
         """Close the socket and unmap shared memory (frames still alive stay valid)."""
@@ -205,4 +236,50 @@ class ImageReceiver:
         )
 
 
-__all__ = ["ImageReceiver"]
+class ReceivedStream:
+    """One stream of an :class:`ImageReceiver` (see :meth:`ImageReceiver.stream`)."""
+
+    def __init__(self, receiver: ImageReceiver, timeout: float | None = _UNSET) -> None:
+        self.receiver = receiver
+        self.timeout = timeout
+
+    def __aiter__(self) -> AsyncIterator[ImageWithMetadata]:
+        return self.receiver.frames(self.timeout).__aiter__()
+
+    def frames_blocking(
+        self, stop: threading.Event, idle: Callable[[], Any] | None = None
+    ) -> Iterator[ImageWithMetadata]:
+        """Yield the stream's frames as :meth:`ImageReceiver.frames` does, blocking the
+        calling thread (a worker thread; the event loop must not use the receiver
+        meanwhile). ``idle()`` is called whenever no message is waiting, before the
+        thread blocks. Ends early, quietly, once ``stop`` is set (within
+        :data:`STOP_POLL` s); the caller tells that ending from the stream's end by
+        ``stop``."""
+        receiver = self.receiver
+        limit = receiver._begin(self.timeout)
+        socket = receiver._sync
+        waited = 0.0
+        while not stop.is_set():
+            try:
+                parts = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                if idle is not None:
+                    idle()
+                step = STOP_POLL if limit is None else min(STOP_POLL, limit - waited)
+                if step <= 0:
+                    receiver._timeout_reached(limit)
+                    return
+                began = time.monotonic()
+                if not socket.poll(int(step * 1000), zmq.POLLIN):
+                    waited += time.monotonic() - began
+                continue
+            waited = 0.0
+            image = [receiver._accept(parts)]
+            if image[0] is None:
+                continue
+            if image[0] is _END:
+                return
+            yield image.pop()  # suspended, the generator holds no frame (nor its slot)
+
+
+__all__ = ["ImageReceiver", "ReceivedStream"]
