@@ -200,6 +200,30 @@ def test_walker_device_confinement(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+def test_walker_device_counts_received_frames_live(tmp_path: Path) -> None:
+    """frames_received reads what the writer thread has received, not the last report."""
+    from walkers.device import WalkerDevice
+
+    async def run() -> None:
+        device = await WalkerDevice(root=str(tmp_path), stream_timeout=5 * q.s)
+        async with ImageSender("tcp://127.0.0.1:0", timeout=5) as sender:
+            writing = asyncio.ensure_future(device.write_sequence(sender.endpoint))
+            for _ in range(3):
+                await sender.send(np.ones((8, 8), np.uint16))
+            def received() -> int:
+                receiver = device._receiver
+                return receiver.stream_received if receiver is not None else 0
+
+            await wait_until(lambda: received() == 3, 0.002, timeout=5)
+            assert await device.get_frames_received() == 3  # no counter period waited
+            await sender.end()
+            await writing
+        assert await device.get_frames_received() == 3
+        assert await device.get_frames_written() == 3
+
+    asyncio.run(run())
+
+
 # -- WriteSequence from the camera server -----------------------------------------------------
 @pytest.mark.tango
 @pytest.mark.parametrize("writer_class", ["TIFF", "HDF5"])

@@ -119,6 +119,7 @@ class WalkerDevice(Device):
         await self._set_compression(compression)
         self._timeout = float(q.Quantity(stream_timeout).to(q.s).magnitude)
         self._task: asyncio.Task | None = None
+        self._receiver: ImageReceiver | None = None  # of the sequence being written
         self._received = self._written = self._bytes = 0
         self._errors = 0
         self._rate = 0.0
@@ -184,7 +185,8 @@ class WalkerDevice(Device):
         self._timeout = float(value.to(q.s).magnitude)
 
     async def _get_frames_received(self) -> int:
-        return self._received
+        receiver = self._receiver  # counted by the writer thread: read it live
+        return receiver.stream_received if receiver is not None else self._received
 
     async def _get_frames_written(self) -> int:
         return self._written
@@ -280,6 +282,7 @@ class WalkerDevice(Device):
     @transition(immediate="running", target="standby")
     async def _write(self, walker: Walker, writer: Coroutine, receiver: ImageReceiver) -> None:
         self._task = asyncio.current_task()
+        self._receiver = receiver
         self._received = self._written = self._bytes = 0
         frames0, bytes0 = walker.frames_written, walker.bytes_written
         began = last_time = time.monotonic()
@@ -314,6 +317,7 @@ class WalkerDevice(Device):
             reporter.cancel()
             receiver.close()
             self._task = None
+            self._receiver = None
             count()
             elapsed = time.monotonic() - began
             self._rate = self._bytes / elapsed / 1e6 if elapsed > 0 else 0.0
