@@ -270,7 +270,7 @@ class ReceivedStream:
                     receiver._timeout_reached(limit)
                     return
                 began = time.monotonic()
-                if not socket.poll(int(step * 1000), zmq.POLLIN):
+                if not socket.poll(max(int(step * 1000), 1), zmq.POLLIN):  # no busy wait
                     waited += time.monotonic() - began
                 continue
             waited = 0.0
