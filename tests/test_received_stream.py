@@ -77,7 +77,7 @@ async def test_a_stream_is_written_in_the_writers_thread_whole_and_in_order(tmp_
     assert [zlib.crc32(image) for image in stack] == [zlib.crc32(frame) for frame in data]
     assert [entry["n"] for entry in metadata] == list(range(300))
     assert [entry["index"] for entry in metadata] == list(range(300))
-    assert not writer_threads()
+    await wait_for(lambda: not writer_threads(), 2)  # the thread ends right after its result
 
 
 async def test_a_received_stream_also_iterates_asynchronously():
@@ -133,7 +133,7 @@ async def test_on_error_raise_fails_the_sequence_and_leaves_nothing(tmp_path):
         finally:
             raw.close(linger=0)
     assert read_hdf5_names(tmp_path / "s.h5") == []
-    assert not writer_threads()
+    await wait_for(lambda: not writer_threads(), 2)  # the thread ends right after its result
 
 
 def read_hdf5_names(path) -> list[str]:
@@ -189,7 +189,7 @@ async def test_cancelling_stops_the_thread_soon_and_aborts_the_file(tmp_path):
         with pytest.raises(asyncio.CancelledError):
             await writing
         assert time.monotonic() - began < 1 + receiver_module.STOP_POLL
-        assert not writer_threads()
+        await wait_for(lambda: not writer_threads(), 2)  # the thread ends right after its result
         await walker.close()
     assert read_hdf5_names(tmp_path / "s.h5") == []
     assert leftovers(tmp_path) == []
