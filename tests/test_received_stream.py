@@ -16,6 +16,7 @@ import zmq
 import zmq.asyncio
 
 from concert_core.dataplane import (
+    DataPlaneError,
     DataPlaneTimeout,
     ImageReceiver,
     ImageSender,
@@ -270,3 +271,42 @@ async def test_blocking_reading_in_a_plain_thread_stops_on_its_event():
         await asyncio.to_thread(thread.join, 2)
         assert not thread.is_alive() and got == [0, 1]
         assert receiver.end_count is None  # stopped, not ended
+
+
+async def test_closing_the_receiver_while_a_thread_reads_it_fails_the_write_cleanly(tmp_path):
+    async with ImageSender(LOOPBACK) as sender:
+        receiver = ImageReceiver(sender.endpoint, timeout=None)
+        walker = await HDF5Walker(str(tmp_path / "s.h5"))
+        writing = asyncio.create_task(walker.write_stream(receiver, dsetname="seq"))
+        for frame in frames(2, (8, 8)):
+            await sender.send(frame)
+        await wait_for(lambda: walker.frames_written == 2)
+        receiver.close()  # the thread closes the socket, not this one
+        assert receiver.closed and not receiver._socket.closed
+        with pytest.raises(DataPlaneError, match="closed while read"):
+            await writing
+        await wait_for(lambda: receiver._socket.closed)
+        await walker.close()
+    assert read_hdf5_names(tmp_path / "s.h5") == []
+
+
+async def test_a_receiver_read_by_a_thread_refuses_other_readers():
+    async with (
+        ImageSender(LOOPBACK) as sender,
+        ImageReceiver(sender.endpoint, timeout=None) as receiver,
+    ):
+        stop = threading.Event()
+        reading = receiver.stream().frames_blocking(stop)
+        thread = threading.Thread(target=lambda: list(reading))
+        thread.start()
+        await wait_for(lambda: receiver._thread_reading)
+        with pytest.raises(DataPlaneError, match="read by a thread"):
+            await anext(receiver.frames())
+        with pytest.raises(DataPlaneError, match="read by a thread"):
+            next(receiver.stream().frames_blocking(threading.Event()))
+        stop.set()
+        await asyncio.to_thread(thread.join, 2)
+        assert not thread.is_alive() and not receiver._thread_reading
+        await sender.send(frames(1, (4, 4))[0])  # free again: the loop may read it
+        await sender.end()
+        assert len([frame async for frame in receiver.frames()]) == 1

@@ -104,6 +104,8 @@ class ImageReceiver:
         self.timed_out = False
         self.closed = False
         self._expected = 0  # index of the next frame of the current stream
+        self._thread_reading = False  # a thread reads the socket (frames_blocking)
+        self._reader_lock = threading.Lock()
 
     @property
     def complete(self) -> bool:
@@ -151,6 +153,8 @@ class ImageReceiver:
         return its timeout."""
         if self.closed:
             raise DataPlaneError(f"receiver on {self.endpoint} is closed")
+        if self._thread_reading:
+            raise DataPlaneError(f"receiver on {self.endpoint} is read by a thread already")
         self._expected = 0
         self.stream_received = 0
         self.end_count = None
@@ -216,11 +220,23 @@ class ImageReceiver:
         return image
 
     def close(self) -> None:
-        """Close the socket and unmap shared memory (frames still alive stay valid)."""
-        if not self.closed:
+        """Close the socket and unmap shared memory (frames still alive stay valid).
+
+        While a thread reads the receiver (:meth:`ReceivedStream.frames_blocking`) the
+        socket cannot be closed from here (libzmq sockets are not thread-safe): that
+        thread closes it within :data:`STOP_POLL` s and its reading fails with
+        :class:`DataPlaneError`."""
+        with self._reader_lock:
+            if self.closed:
+                return
             self.closed = True
-            close_socket(self._socket)
-            self._shared.close()
+            if self._thread_reading:
+                return  # the reading thread closes the socket on its way out
+        self._release()
+
+    def _release(self) -> None:
+        close_socket(self._socket)
+        self._shared.close()
 
     async def __aenter__(self) -> ImageReceiver:
         return self
@@ -257,9 +273,31 @@ class ReceivedStream:
         ``stop``."""
         receiver = self.receiver
         limit = receiver._begin(self.timeout)
+        with receiver._reader_lock:
+            if receiver._thread_reading:
+                raise DataPlaneError(f"receiver on {receiver.endpoint} is read by a thread already")
+            receiver._thread_reading = True
+        try:
+            yield from self._read(receiver, limit, stop, idle)
+        finally:
+            with receiver._reader_lock:
+                receiver._thread_reading = False
+                closed = receiver.closed
+            if closed:  # closed meanwhile by another thread: the socket is this one's
+                receiver._release()
+
+    @staticmethod
+    def _read(
+        receiver: ImageReceiver,
+        limit: float | None,
+        stop: threading.Event,
+        idle: Callable[[], Any] | None,
+    ) -> Iterator[ImageWithMetadata]:
         socket = receiver._sync
         waited = 0.0
         while not stop.is_set():
+            if receiver.closed:
+                raise DataPlaneError(f"receiver on {receiver.endpoint} was closed while read")
             try:
                 parts = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
