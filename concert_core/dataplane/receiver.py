@@ -1,4 +1,5 @@
-"""Receiving frames: :class:`ImageReceiver`."""
+"""Receiving frames: :class:`ImageReceiver`, and :class:`ReceivedStream` for one of its
+streams, read with ``async for`` or by a worker thread (a writer) with blocking calls."""
 
 from __future__ import annotations
 
