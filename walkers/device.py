@@ -119,8 +119,9 @@ class WalkerDevice(Device):
         await self._set_compression(compression)
         self._timeout = float(q.Quantity(stream_timeout).to(q.s).magnitude)
         self._task: asyncio.Task | None = None
-        self._receiver: ImageReceiver | None = None  # of the sequence being written
-        self._received = self._written = self._bytes = 0
+        #: The receiver of the current (or last) sequence: its count is frames_received.
+        self._receiver: ImageReceiver | None = None
+        self._written = self._bytes = 0
         self._errors = 0
         self._rate = 0.0
         self._loggers: dict[str, logging.Handler] = {}
@@ -185,8 +186,11 @@ class WalkerDevice(Device):
         self._timeout = float(value.to(q.s).magnitude)
 
     async def _get_frames_received(self) -> int:
-        receiver = self._receiver  # counted by the writer thread: read it live
-        return receiver.stream_received if receiver is not None else self._received
+        return self._frames_received()
+
+    def _frames_received(self) -> int:
+        receiver = self._receiver  # counted by the writer thread: read live
+        return receiver.stream_received if receiver is not None else 0
 
     async def _get_frames_written(self) -> int:
         return self._written
@@ -283,13 +287,12 @@ class WalkerDevice(Device):
     async def _write(self, walker: Walker, writer: Coroutine, receiver: ImageReceiver) -> None:
         self._task = asyncio.current_task()
         self._receiver = receiver
-        self._received = self._written = self._bytes = 0
+        self._written = self._bytes = 0
         frames0, bytes0 = walker.frames_written, walker.bytes_written
         began = last_time = time.monotonic()
         last_bytes = 0
 
         def count() -> None:
-            self._received = receiver.stream_received
             self._written = walker.frames_written - frames0
             self._bytes = walker.bytes_written - bytes0
 
@@ -317,14 +320,13 @@ class WalkerDevice(Device):
             reporter.cancel()
             receiver.close()
             self._task = None
-            self._receiver = None
             count()
             elapsed = time.monotonic() - began
             self._rate = self._bytes / elapsed / 1e6 if elapsed > 0 else 0.0
             self._announce()
 
     def _announce(self) -> None:
-        for name, value in (("frames_received", self._received),
+        for name, value in (("frames_received", self._frames_received()),
                             ("frames_written", self._written),
                             ("bytes_written", self._bytes), ("errors", self._errors),
                             ("write_rate", self._rate * q.MB / q.s)):
