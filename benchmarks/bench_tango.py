@@ -10,6 +10,7 @@ Goals (issue 4): bridge read latency within 1.2x of the reference; no event lost
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -106,48 +107,54 @@ def event_run(proxy: tango.DeviceProxy, attribute: str, start_burst) -> tuple[in
 def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-tango-"))
     env = {"PYTHONPATH": str(ROOT)}
-    with EmbeddedDatabase(state) as database:
-        os.environ["TANGO_HOST"] = database.tango_host
-        db = database.database()
-        register_server(db, "ReferenceDevice", "bench", "ReferenceDevice", ["bench/ref/1"])
-        register_server(db, "BridgedValue", "bench", "StoredValue",
-                        ["bench/bridge/1", "bench/bridge/nocache"],
-                        {"bench/bridge/nocache": {"read_cache_ms": ["0"]}})
-        servers = [
-            start_server([sys.executable, str(ROOT / "benchmarks/reference_device.py"), "bench"],
-                         database.tango_host, ["bench/ref/1"], state / "ref.log", env=env),
-            start_server([sys.executable, "-m", "benchmarks.bridged_value", "bench"],
-                         database.tango_host, ["bench/bridge/1", "bench/bridge/nocache"],
-                         state / "bridge.log", env=env),
-        ]
-        try:
-            ref = tango.DeviceProxy("bench/ref/1")
-            bridge = tango.DeviceProxy("bench/bridge/1")
-            nocache = tango.DeviceProxy("bench/bridge/nocache")
-            for proxy in (ref, bridge, nocache):
-                for _ in range(200):
-                    proxy.read_attribute("value")
-            with host_load() as reads_load:
-                reads = interleaved({
-                    "reference": lambda: ref.read_attribute("value"),
-                    "bridge": lambda: bridge.read_attribute("value"),
-                    "bridge, no read cache": lambda: nocache.read_attribute("value"),
-                }, READS)
-            with host_load() as writes_load:
-                writes = interleaved({
-                    "reference": lambda: ref.write_attribute("value", 1.0),
-                    "bridge": lambda: bridge.write_attribute("value", 1.0),
-                }, WRITES)
-            handed_over = hand_over()
-            ref.write_attribute("value", -1.0)  # Burst pushes value+1 each: 0, 1, 2, ...
-            ref_events = event_run(ref, "value", lambda: ref.command_inout("Burst", EVENTS))
-            with host_load() as events_load:
-                bridge_events = event_run(
-                    bridge, "value",
-                    lambda: bridge.command_inout("Burst", [float(EVENTS), RATE]))  # at once
-        finally:
-            for server in servers:
-                server.stop()
+    try:
+        with EmbeddedDatabase(state) as database:
+            os.environ["TANGO_HOST"] = database.tango_host
+            db = database.database()
+            register_server(db, "ReferenceDevice", "bench", "ReferenceDevice", ["bench/ref/1"])
+            register_server(db, "BridgedValue", "bench", "StoredValue",
+                            ["bench/bridge/1", "bench/bridge/nocache"],
+                            {"bench/bridge/nocache": {"read_cache_ms": ["0"]}})
+            servers = [
+                start_server([sys.executable, str(ROOT / "benchmarks/reference_device.py"),
+                              "bench"],
+                             database.tango_host, ["bench/ref/1"], state / "ref.log", env=env),
+                start_server([sys.executable, "-m", "benchmarks.bridged_value", "bench"],
+                             database.tango_host, ["bench/bridge/1", "bench/bridge/nocache"],
+                             state / "bridge.log", env=env),
+            ]
+            try:
+                ref = tango.DeviceProxy("bench/ref/1")
+                bridge = tango.DeviceProxy("bench/bridge/1")
+                nocache = tango.DeviceProxy("bench/bridge/nocache")
+                for proxy in (ref, bridge, nocache):
+                    for _ in range(200):
+                        proxy.read_attribute("value")
+                with host_load() as reads_load:
+                    reads = interleaved({
+                        "reference": lambda: ref.read_attribute("value"),
+                        "bridge": lambda: bridge.read_attribute("value"),
+                        "bridge, no read cache": lambda: nocache.read_attribute("value"),
+                    }, READS)
+                with host_load() as writes_load:
+                    writes = interleaved({
+                        "reference": lambda: ref.write_attribute("value", 1.0),
+                        "bridge": lambda: bridge.write_attribute("value", 1.0),
+                    }, WRITES)
+                handed_over = hand_over()
+                ref.write_attribute("value", -1.0)  # Burst pushes value+1 each: 0, 1, 2, ...
+                ref_events = event_run(ref, "value", lambda: ref.command_inout("Burst", EVENTS))
+                with host_load() as events_load:
+                    bridge_events = event_run(
+                        bridge, "value",
+                        lambda: bridge.command_inout("Burst", [float(EVENTS), RATE]))  # at once
+            finally:
+                for server in servers:
+                    server.stop()
+    except BaseException:
+        print(f"bench_tango: the servers' logs are kept in {state}", file=sys.stderr)
+        raise
+    shutil.rmtree(state, ignore_errors=True)
 
     print(f"bench_tango: {READS} reads, {WRITES} writes per case (interleaved), one client")
     print(f"  {'read latency':<32} {'median us':>10} {'p99 us':>10} {'median ratio':>13}"

@@ -185,10 +185,15 @@ def test_starter_runs_our_server_on_debian_databaseds(debian_tango, processes: P
     # the beamline file, with dsconfig's own json2tango; a second load changes nothing
     json2tango = [str(executables_dir() / "json2tango"), "-w", "-q", "-n", str(BEAMLINE)]
     client_env = {**os.environ, "TANGO_HOST": tango_host}
-    first = subprocess.run(json2tango, env=client_env, capture_output=True, text=True,
+    # json2tango -w saves the database's previous contents to a file in TMPDIR: here
+    backups = tmp_path / "json2tango-backups"
+    backups.mkdir()
+    json_env = {**client_env, "TMPDIR": str(backups)}
+    first = subprocess.run(json2tango, env=json_env, capture_output=True, text=True,
                            timeout=120, check=False)
     assert first.returncode == 2, first.stdout + first.stderr  # CONFIG_APPLIED
-    again = subprocess.run(json2tango, env=client_env, capture_output=True, text=True,
+    assert [path.name for path in backups.iterdir()] != [], "json2tango saved no backup"
+    again = subprocess.run(json2tango, env=json_env, capture_output=True, text=True,
                            timeout=120, check=False)
     assert again.returncode == 0, again.stdout + again.stderr  # no changes needed
     assert db.get_device_info(DEVICE).class_name == "Shutter"
