@@ -23,6 +23,7 @@ from walkers.storage import (
     split_dsetformat,
     write_tiff,
 )
+from walkers.tiff import TiffPages
 from walkers.writers import ImageWriter, TiffWriter, write_images
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "LoggingHandlerCloser",
     "PathError",
     "StorageError",
+    "TiffPages",
     "TiffWriter",
     "Walker",
     "WriterClassChanged",

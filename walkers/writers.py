@@ -25,6 +25,7 @@ import numpy as np
 import tifffile
 
 from walkers.base import DatasetExistsError, StorageError
+from walkers.tiff import TiffPages, can_write
 
 #: Default size above which a TIFF file is written as BigTIFF (4 GiB minus headroom for
 #: tags and descriptions).
@@ -92,9 +93,12 @@ class ImageWriter:
 
 
 class TiffWriter(ImageWriter):
-    """TIFF files written with tifffile, the metadata of each frame as JSON in the
-    page's ImageDescription.
+    """TIFF files, the metadata of each frame as JSON in its page's ImageDescription.
 
+    Integer and float frames are written by :class:`~walkers.tiff.TiffPages` (one
+    ``writev`` per page, straight from the frame's buffer); others (bool, complex,
+    1-D) by tifffile. The first frame chooses for its file: a frame the lean writer
+    cannot take may not follow in a multi-page file it began (:class:`StorageError`).
     A file whose size may exceed ``bigtiff_threshold`` bytes (the larger of
     ``bytes_per_file`` and the first frame; any size if ``bytes_per_file`` is
     negative, i.e. unbounded) is written as BigTIFF.
@@ -111,33 +115,43 @@ class TiffWriter(ImageWriter):
         super().__init__(filename, bytes_per_file)
         self.bigtiff_threshold = bigtiff_threshold
         self.bigtiff: bool | None = None
+        self._pages: TiffPages | None = None
         self._tiff: tifffile.TiffWriter | None = None
 
     def write(self, image: np.ndarray) -> int:
         array = np.asarray(image)
         if array.dtype.kind not in "buifc":
             raise TypeError(f"TIFF cannot store frames of dtype {array.dtype}")
-        if self._tiff is None:
+        if self._pages is None and self._tiff is None:
             if self.bytes_per_file < 0:
                 expected = float("inf")
             else:
                 expected = max(self.bytes_per_file, array.nbytes)
             self.bigtiff = expected > self.bigtiff_threshold
-            self._tiff = tifffile.TiffWriter(self.temporary, bigtiff=self.bigtiff)
-        self._tiff.write(
-            array,
-            description=metadata_json(image),
-            metadata=None,
-            photometric="minisblack",
-        )
+            if can_write(array):
+                self._pages = TiffPages(self.temporary, bigtiff=self.bigtiff)
+            else:
+                self._tiff = tifffile.TiffWriter(self.temporary, bigtiff=self.bigtiff)
+        if self._pages is not None:
+            self._pages.append(array, metadata_json(image))
+        else:
+            self._tiff.write(
+                array,
+                description=metadata_json(image),
+                metadata=None,
+                photometric="minisblack",
+            )
         self.frames += 1
         self.bytes += array.nbytes
         return array.nbytes
 
     def _finish(self) -> None:
-        if self._tiff is not None:
-            self._tiff.close()
-            self._tiff = None
+        pages, self._pages = self._pages, None
+        if pages is not None:
+            pages.close()
+        tiff, self._tiff = self._tiff, None
+        if tiff is not None:
+            tiff.close()
 
 
 def _is_formattable(template: str) -> bool:
