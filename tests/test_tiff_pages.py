@@ -146,6 +146,13 @@ def test_frames_of_more_dimensions_byte_order_and_strides(tmp_path):
     assert [description for _, description in read] == ['{"stack": true}', "", "", ""]
     for plane, (array, _) in zip([*stack, strided], read, strict=True):
         np.testing.assert_array_equal(array, plane)
+    many = str(tmp_path / "many.tif")  # more pages than one writev takes buffers
+    planes = sample("u1", (700, 3, 2))
+    with TiffPages(many, bigtiff=True) as pages:
+        pages.append(planes, "{}")
+        assert pages.pages == 700
+    np.testing.assert_array_equal(np.stack([array for array, _ in libtiff_pages(many)]),
+                                  planes)
 
 
 def test_writes_split_into_pieces_resume_where_they_stopped(tmp_path):
@@ -170,9 +177,11 @@ def test_refusals_change_nothing(tmp_path):
         size = os.path.getsize(path)
         with pytest.raises(StorageError, match="cannot be a page"):
             pages.append(np.zeros((4, 4), bool))
-        pages._layout.limit = size + 100  # classic TIFF's 4 GiB, made small
+        pages._layout.limit = size + 3 * 1000  # classic TIFF's 4 GiB, made small
         with pytest.raises(StorageError, match="beyond"):
             pages.append(frame)
+        with pytest.raises(StorageError, match="beyond"):  # its first planes would fit
+            pages.append(sample("u1", (5, 20, 30)))
         assert os.path.getsize(path) == size
     with pytest.raises(StorageError, match="closed"):
         pages.append(frame)

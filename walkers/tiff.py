@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,8 @@ from walkers.base import StorageError
 #: Value of the Software tag of the pages written here.
 SOFTWARE = b"concert-tango walkers"
 _ALIGN = 16
+#: Most buffers one writev takes.
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 _SHORT, _LONG, _RATIONAL, _ASCII, _LONG8 = 3, 4, 5, 2, 16
 _SIZES = {_SHORT: 2, _LONG: 4, _RATIONAL: 8, _ASCII: 1, _LONG8: 8}
 _FORMATS = {_SHORT: "H", _LONG: "I", _RATIONAL: "II", _LONG8: "Q"}
@@ -96,39 +97,44 @@ class TiffPages:
                 f"a frame of dtype {array.dtype} and shape {array.shape} cannot be a page of "
                 "this TIFF file (integer or float frames of two or more dimensions only)"
             )
-        if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder
-                                            == "big"):
-            array = array.astype(array.dtype.newbyteorder("<"))
+        little = array.dtype.newbyteorder("<")
+        if array.dtype != little:
+            array = array.astype(little)
         planes = np.ascontiguousarray(array).reshape(-1, *array.shape[-2:])
         text = description.encode("ascii")
-        written = 0
-        for number, plane in enumerate(planes):
-            written += self._append_plane(plane, text if number == 0 else b"")
-        return written
-
-    def _append_plane(self, plane: np.ndarray, description: bytes) -> int:
         layout = self._layout
-        start = self._end if self._end else layout.header_size
-        block, data_offset, link = self._block(plane, description, start)
-        end = data_offset + plane.nbytes
+        # The frame's pages are laid out first, linked to each other, then written
+        # together: a frame refused for its size leaves nothing of it in the file.
+        pieces: list[Any] = [] if self._end else [layout.header(layout.header_size)]
+        pack_offset = struct.Struct("<" + layout.offset).pack
+        end = self._end or layout.header_size
+        first = end
+        last: tuple[bytearray, int, int] | None = None  # block, its offset, its pointer's
+        for number, plane in enumerate(planes):
+            block, data_offset, pointer = self._block(plane, text if number == 0 else b"", end)
+            if last is not None:  # the previous plane's page points to this one
+                last[0][last[2]:last[2] + layout.value_size] = pack_offset(end)
+            pieces += [block, memoryview(plane.reshape(-1).view(np.uint8))]
+            last = (block, end, pointer)
+            end = data_offset + plane.nbytes
         if end > layout.limit:
             raise StorageError(
                 f"the TIFF file would grow beyond {layout.limit} bytes: write BigTIFF "
                 "(a larger bytes_per_file or bigtiff_threshold)"
             )
-        pieces: list[Any] = [block, memoryview(plane.reshape(-1).view(np.uint8))]
-        if self._end == 0:
-            pieces.insert(0, layout.header(start))
         self._write_all(pieces)
-        if self._link is not None:  # link the page from the one before
-            os.pwrite(self._fd, struct.pack("<" + layout.offset, start), self._link)
-        self._end, self._link = end, link
-        self.pages += 1
-        return plane.nbytes
+        if self._link is not None:  # the file's last page points to the frame's first
+            os.pwrite(self._fd, pack_offset(first), self._link)
+        assert last is not None
+        self._end, self._link = end, last[1] + last[2]
+        self.pages += len(planes)
+        return planes.nbytes
 
-    def _block(self, plane: np.ndarray, description: bytes, start: int) -> tuple[bytes, int, int]:
+    def _block(
+        self, plane: np.ndarray, description: bytes, start: int
+    ) -> tuple[bytearray, int, int]:
         """The IFD of ``plane`` at ``start`` with its values: ``(bytes up to the pixels,
-        offset of the pixels, offset of the next-IFD pointer)``."""
+        offset of the pixels in the file, offset of the next-IFD pointer in the block)``."""
         layout = self._layout
         height, width = plane.shape
         dtype = plane.dtype
@@ -179,16 +185,17 @@ class TiffPages:
                 field = struct.pack("<" + _FORMATS[kind], value)
             ifd += struct.pack("<" + layout.entry, tag, kind, count)
             ifd += field.ljust(layout.value_size, b"\0")
-        link = start + len(ifd)
+        pointer = len(ifd)
         ifd += bytes(layout.value_size)  # no next IFD (yet)
-        return bytes(ifd + extra), data_offset, link
+        return ifd + extra, data_offset, pointer
 
     def _write_all(self, pieces: list[Any]) -> None:
         """Write ``pieces`` at the end of the file, resuming after partial writes."""
         views = [memoryview(piece).cast("B") for piece in pieces]
         while views:
-            if sum(len(view) for view in views) <= self.max_write:
-                written = os.writev(self._fd, views)
+            batch = views[:_IOV_MAX]
+            if sum(len(view) for view in batch) <= self.max_write:
+                written = os.writev(self._fd, batch)
             else:
                 written = os.write(self._fd, views[0][: self.max_write])
             while views and written >= len(views[0]):
