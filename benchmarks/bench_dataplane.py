@@ -32,7 +32,8 @@ timed run starts right after the VM's pending pass of free page reporting (see
 ``benchmarks/host.py``), every disk run after :func:`fresh_start` (dirty pages written,
 that pass over, memory warmed). Each result shows how
 busy the cores were during its part and how much time the hypervisor stole
-(``benchmarks/host.py``).
+(``benchmarks/host.py``); a ratio names those of its results whose runs lost more than
+:data:`STOLEN_LIMIT` of the cores' time that way.
 Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]
 [--server-frames K]``.
 """
@@ -585,15 +586,33 @@ RATIOS = [
 ]
 
 
-def _denominator(results: dict[str, Result], keys: str | tuple[str, ...]) -> float | None:
-    """GB/s of ``keys``: one result, or min(a, best raw writer of the format)."""
+#: A result whose run had more of the cores' time stolen than this is named next to the
+#: ratios it enters: they measure the host more than the code.
+STOLEN_LIMIT = 0.05
+
+
+def _denominator(
+    results: dict[str, Result], keys: str | tuple[str, ...]
+) -> tuple[float, list[str]] | None:
+    """GB/s of ``keys`` (one result, or min(a, best raw writer of the format)) and the
+    keys of the results it was taken from."""
     if isinstance(keys, str):
-        return results[keys].gbps if keys in results else None
+        return (results[keys].gbps, [keys]) if keys in results else None
     stream, *writers = keys
-    found = [results[key].gbps for key in writers if key in results]
+    found = [key for key in writers if key in results]
     if stream not in results or not found:
         return None
-    return min(results[stream].gbps, max(found))
+    writer = max(found, key=lambda key: results[key].gbps)
+    return min(results[stream].gbps, results[writer].gbps), [stream, writer]
+
+
+def _disturbed(results: dict[str, Result], keys: list[str]) -> str:
+    """``"a 21% stolen"`` for the results of ``keys`` the host stole from ("" if none)."""
+    return ", ".join(
+        f"{key} {results[key].load.steal:.0%} stolen"
+        for key in keys
+        if results[key].load is not None and results[key].load.steal > STOLEN_LIMIT
+    )
 
 
 def main() -> int:
@@ -640,12 +659,14 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     for label, numerator, denominator, goal in RATIOS:
         base = _denominator(results, denominator)
-        if numerator in results and base:
-            ratio = results[numerator].gbps / base
-            verdict = ""
+        if numerator in results and base and base[0]:
+            ratio = results[numerator].gbps / base[0]
+            notes = []
             if goal is not None:
-                verdict = f"  (goal >= {goal:.2f}: {'met' if ratio >= goal else 'MISSED'})"
-            print(f"  {label:<34} {ratio:5.2f}{verdict}")
+                notes.append(f"goal >= {goal:.2f}: {'met' if ratio >= goal else 'MISSED'}")
+            if stolen := _disturbed(results, [numerator, *base[1]]):
+                notes.append(f"host: {stolen}")
+            print(f"  {label:<34} {ratio:5.2f}" + (f"  ({'; '.join(notes)})" if notes else ""))
     print("frames lost (all runs):", lost)
     return 1 if lost else 0
 

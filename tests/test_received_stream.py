@@ -300,13 +300,17 @@ async def test_a_receiver_read_by_a_thread_refuses_other_readers():
         thread = threading.Thread(target=lambda: list(reading))
         thread.start()
         await wait_for(lambda: receiver._thread_reading)
+        await sender.send(frames(1, (4, 4))[0])
+        await wait_for(lambda: receiver.stream_received == 1)
         with pytest.raises(DataPlaneError, match="read by a thread"):
             await anext(receiver.frames())
         with pytest.raises(DataPlaneError, match="read by a thread"):
             next(receiver.stream().frames_blocking(threading.Event()))
+        assert receiver.stream_received == 1 and receiver._expected == 1  # not reset
         stop.set()
         await asyncio.to_thread(thread.join, 2)
         assert not thread.is_alive() and not receiver._thread_reading
-        await sender.send(frames(1, (4, 4))[0])  # free again: the loop may read it
+        sender.restart()  # a new stream, free again: the loop may read it
+        await sender.send(frames(1, (4, 4))[0])
         await sender.end()
         assert len([frame async for frame in receiver.frames()]) == 1
