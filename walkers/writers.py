@@ -132,15 +132,12 @@ class TiffWriter(ImageWriter):
                 self._pages = TiffPages(self.temporary, bigtiff=self.bigtiff)
             else:
                 self._tiff = tifffile.TiffWriter(self.temporary, bigtiff=self.bigtiff)
+        description = metadata_json(image)
         if self._pages is not None:
-            self._pages.append(array, metadata_json(image))
+            self._pages.append(array, description)
         else:
-            self._tiff.write(
-                array,
-                description=metadata_json(image),
-                metadata=None,
-                photometric="minisblack",
-            )
+            self._tiff.write(array, description=description, metadata=None,
+                             photometric="minisblack")
         self.frames += 1
         self.bytes += array.nbytes
         return array.nbytes

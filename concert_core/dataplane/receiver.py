@@ -149,13 +149,12 @@ class ImageReceiver:
         loop off the path of every frame; writers use it)."""
         return ReceivedStream(self, timeout)
 
-    def _begin(self, timeout: float | None, claimed: bool = False) -> float | None:
-        """Start a stream: check the receiver is open (and, unless the caller's thread
-        ``claimed`` it, not read by a thread), reset the stream's counters and return
-        its timeout."""
+    def _begin(self, timeout: float | None) -> float | None:
+        """Start a stream: check the receiver is open and not read by a thread, reset
+        the stream's counters and return its timeout."""
         if self.closed:
             raise DataPlaneError(f"receiver on {self.endpoint} is closed")
-        if self._thread_reading and not claimed:
+        if self._thread_reading:
             raise DataPlaneError(f"receiver on {self.endpoint} is read by a thread already")
         self._expected = 0
         self.stream_received = 0
@@ -274,14 +273,10 @@ class ReceivedStream:
         :data:`STOP_POLL` s); the caller tells that ending from the stream's end by
         ``stop``."""
         receiver = self.receiver
-        with receiver._reader_lock:  # claimed before the stream's counters are reset
-            if receiver.closed:
-                raise DataPlaneError(f"receiver on {receiver.endpoint} is closed")
-            if receiver._thread_reading:
-                raise DataPlaneError(f"receiver on {receiver.endpoint} is read by a thread already")
+        with receiver._reader_lock:  # checked, reset and claimed in one step
+            limit = receiver._begin(self.timeout)
             receiver._thread_reading = True
         try:
-            limit = receiver._begin(self.timeout, claimed=True)
             yield from self._read(receiver, limit, stop, idle)
         finally:
             with receiver._reader_lock:
