@@ -46,6 +46,10 @@ def leftovers(path) -> list[str]:
     return [name for _, _, files in os.walk(path) for name in files if name.endswith(".part")]
 
 
+async def collect(stream) -> list[ImageWithMetadata]:
+    return [frame async for frame in stream]
+
+
 async def wait_for(condition, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -314,3 +318,94 @@ async def test_a_receiver_read_by_a_thread_refuses_other_readers():
         await sender.send(frames(1, (4, 4))[0])
         await sender.end()
         assert len([frame async for frame in receiver.frames()]) == 1
+
+
+async def test_frames_waiting_on_the_socket_refuses_other_readers():
+    async with (
+        ImageSender(LOOPBACK) as sender,
+        ImageReceiver(sender.endpoint, timeout=None) as receiver,
+    ):
+        reading = asyncio.create_task(collect(receiver.frames()))
+        await wait_for(lambda: receiver._loop_receiving)
+        with pytest.raises(DataPlaneError, match="read by frames"):
+            next(receiver.stream().frames_blocking(threading.Event()))
+        with pytest.raises(DataPlaneError, match="read by frames"):
+            await anext(receiver.frames())
+        assert receiver._loop_receiving and not receiver._thread_reading
+        for frame in frames(3, (4, 4)):
+            await sender.send(frame)
+        await sender.end()
+        assert [frame.metadata["index"] for frame in await reading] == [0, 1, 2]
+        assert receiver.complete and not receiver._loop_receiving
+
+
+async def test_frames_suspended_at_a_frame_holds_nothing_and_stops_once_overtaken():
+    async with (
+        ImageSender(LOOPBACK) as sender,
+        ImageReceiver(sender.endpoint, timeout=None) as receiver,
+    ):
+        sent = frames(3, (4, 4))
+        await sender.send(sent[0])
+        first = receiver.frames()
+        assert (await anext(first)).metadata["index"] == 0
+        assert not receiver._loop_receiving  # suspended at the frame: the socket is free
+        sender.restart()  # a new stream, read by a thread while `first` is suspended
+        for frame in sent[1:]:
+            await sender.send(frame)
+        await sender.end()
+        stream = receiver.stream().frames_blocking(threading.Event())
+        got = await asyncio.to_thread(list, stream)
+        assert [frame.metadata["n"] for frame in got] == [1, 2] and receiver.complete
+        with pytest.raises(DataPlaneError, match="another reader began a stream"):
+            await anext(first)
+        assert receiver.stream_received == 2 and receiver.end_count == 2  # left alone
+        assert not receiver._loop_receiving and not receiver._thread_reading
+
+
+async def test_a_dropped_frames_generator_leaves_the_receiver_free():
+    async with (
+        ImageSender(LOOPBACK) as sender,
+        ImageReceiver(sender.endpoint, timeout=None) as receiver,
+    ):
+        for frame in frames(2, (4, 4)):
+            await sender.send(frame)
+        async for _frame in receiver.frames():
+            break  # not closed yet: the loop closes the generator later
+        assert not receiver._loop_receiving
+        sender.restart()
+        await sender.send(frames(1, (4, 4))[0])
+        await sender.end()
+        # the next stream starts at once (its first message is the old stream's frame 1,
+        # refused as out of order; then frame 0 of the new one)
+        got = await collect(receiver.frames())
+        assert [frame.metadata["index"] for frame in got] == [0] and receiver.refused == 1
+
+
+async def test_closing_or_cancelling_frames_while_it_waits():
+    async with ImageSender(LOOPBACK) as sender:
+        receiver = ImageReceiver(sender.endpoint, timeout=None)
+        reading = asyncio.create_task(collect(receiver.frames()))
+        await wait_for(lambda: receiver._loop_receiving)
+        reading.cancel()  # a real cancellation stays one
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        assert not receiver._loop_receiving
+        reading = asyncio.create_task(collect(receiver.frames()))
+        await wait_for(lambda: receiver._loop_receiving)
+        receiver.close()  # pyzmq cancels the wait: the reader fails, it is not cancelled
+        with pytest.raises(DataPlaneError, match="closed while read"):
+            await reading
+        assert not receiver._loop_receiving and receiver._socket.closed
+
+
+async def test_frames_resumed_after_close_fails_cleanly():
+    async with ImageSender(LOOPBACK) as sender:
+        receiver = ImageReceiver(sender.endpoint, timeout=None)
+        for frame in frames(2, (4, 4)):
+            await sender.send(frame)
+        reading = receiver.frames()
+        assert (await anext(reading)).metadata["index"] == 0
+        receiver.close()
+        with pytest.raises(DataPlaneError, match="closed while read"):
+            await anext(reading)
+        assert receiver.stream_received == 1

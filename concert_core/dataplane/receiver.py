@@ -3,6 +3,7 @@ streams, read with ``async for`` or by a worker thread (a writer) with blocking 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -106,6 +107,8 @@ class ImageReceiver:
         self.closed = False
         self._expected = 0  # index of the next frame of the current stream
         self._thread_reading = False  # a thread reads the socket (frames_blocking)
+        self._loop_receiving = False  # frames() waits on the socket (not at a yield)
+        self._stream_number = 0  # streams begun: a reader resumed after another began stops
         self._reader_lock = threading.Lock()
 
     @property
@@ -120,28 +123,73 @@ class ImageReceiver:
         metadata being the sender's plus ``"index"`` (the frame's index in the stream).
         ``timeout`` overrides the receiver's for this stream. Call again for the next
         stream.
+
+        While it waits for a message the socket is this generator's: a thread reader
+        (:meth:`ReceivedStream.frames_blocking`) or a second :meth:`frames` is refused.
+        Suspended at a frame, it holds nothing; resumed after another reader began a
+        stream or after :meth:`close`, it raises :class:`DataPlaneError`.
         """
-        limit = self._begin(timeout)
+        with self._reader_lock:
+            limit = self._begin(timeout)
+            number = self._stream_number
+            self._loop_receiving = holding = True
         poll_ms = None if limit is None else max(int(limit * 1000), 0)
-        while True:
-            try:  # fast path: a message is waiting (no future, no selector round trip)
-                parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                parts = None
-            if parts is None and not await self._socket.poll(poll_ms, zmq.POLLIN):
-                self._timeout_reached(limit)
-                return
-            if parts is None:
-                try:  # polled in: a whole message is there
+        try:
+            while True:
+                try:  # fast path: a message is waiting (no future, no selector round trip)
                     parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
-                    parts = await self._socket.recv_multipart(copy=False)
-            image = [self._accept(parts)]
-            if image[0] is None:
-                continue
-            if image[0] is _END:
-                return
-            yield image.pop()  # suspended, the generator holds no frame (nor its slot)
+                    parts = None
+                if parts is None and not await self._poll(poll_ms):
+                    self._timeout_reached(limit)
+                    return
+                if parts is None:
+                    try:  # polled in: a whole message is there
+                        parts = self._sync.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        parts = await self._socket.recv_multipart(copy=False)
+                image = [self._accept(parts)]
+                if image[0] is None:
+                    continue
+                if image[0] is _END:
+                    return
+                self._let_go()
+                holding = False
+                yield image.pop()  # suspended, the generator holds no frame (nor its slot)
+                self._hold_again(number)
+                holding = True
+        finally:
+            if holding:
+                self._let_go()
+
+    async def _poll(self, poll_ms: int | None) -> int:
+        """Wait for a message; :meth:`close` meanwhile raises :class:`DataPlaneError`
+        (pyzmq cancels the wait of a socket it closes: not a cancellation of the task)."""
+        try:
+            return await self._socket.poll(poll_ms, zmq.POLLIN)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.closed and task is not None and not task.cancelling():
+                raise DataPlaneError(
+                    f"receiver on {self.endpoint} was closed while read"
+                ) from None
+            raise
+
+    def _let_go(self) -> None:
+        with self._reader_lock:
+            self._loop_receiving = False
+
+    def _hold_again(self, number: int) -> None:
+        """Take the socket back for the :meth:`frames` reading stream ``number``."""
+        with self._reader_lock:
+            if self.closed:
+                raise DataPlaneError(f"receiver on {self.endpoint} was closed while read")
+            if self._stream_number != number:
+                raise DataPlaneError(
+                    f"receiver on {self.endpoint}: another reader began a stream while this "
+                    "one was suspended"
+                )
+            self._loop_receiving = True
 
     def stream(self, timeout: float | None = _UNSET) -> ReceivedStream:
         """The next stream, to be read with ``async for`` (as :meth:`frames`) or, in a
@@ -150,12 +198,15 @@ class ImageReceiver:
         return ReceivedStream(self, timeout)
 
     def _begin(self, timeout: float | None) -> float | None:
-        """Start a stream: check the receiver is open and not read by a thread, reset
-        the stream's counters and return its timeout."""
+        """Start a stream (under ``_reader_lock``): check the receiver is open and read
+        by nobody, reset the stream's counters and return its timeout."""
         if self.closed:
             raise DataPlaneError(f"receiver on {self.endpoint} is closed")
         if self._thread_reading:
             raise DataPlaneError(f"receiver on {self.endpoint} is read by a thread already")
+        if self._loop_receiving:
+            raise DataPlaneError(f"receiver on {self.endpoint} is read by frames() already")
+        self._stream_number += 1
         self._expected = 0
         self.stream_received = 0
         self.end_count = None
