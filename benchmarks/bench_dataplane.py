@@ -26,14 +26,15 @@ Parts (each a function registered in ``PARTS``; add one by appending to it):
     only: one process, no frame making, no disk or no network.
 
 Sender and receiver run in separate threads (each with its own event loop for (b)).
-Every part runs ``--repeat`` times and the best run counts (the machine may be shared):
-(a), (b) and (c) in interleaved rounds, (d) in rounds on the same two servers. Every
-timed run starts right after the VM's pending pass of free page reporting (see
-``benchmarks/host.py``), every disk run after :func:`fresh_start` (dirty pages written,
-that pass over, memory warmed). Each result shows how
-busy the cores were during its part and how much time the hypervisor stole
-(``benchmarks/host.py``); a ratio names those of its results whose runs lost more than
-:data:`STOLEN_LIMIT` of the cores' time that way.
+Every part runs ``--repeat`` times, in interleaved rounds (a, b, c, d.raw, d, then again),
+and the best run of each result counts (the machine may be shared); the servers of (d)
+start before the first round and serve every round. Every timed run starts right after
+the VM's pending pass of free page reporting (see ``benchmarks/host.py``), every disk
+run after :func:`fresh_start` (dirty pages written, that pass over, memory warmed). Each
+result shows how busy the cores were and how much time the hypervisor stole
+(``benchmarks/host.py``): over its own timed run for the disk runs ((c), (d), d.raw),
+over its part's call for (a) and (b). A ratio names those of its results whose runs lost
+more than :data:`STOLEN_LIMIT` of the cores' time that way.
 Run: ``python benchmarks/bench_dataplane.py [--frames N] [--write-frames M]
 [--server-frames K]``.
 """
@@ -82,7 +83,8 @@ class Result:
     nbytes: int
     seconds: float
     lost: int = 0
-    #: The host's load over the part call that gave this result (with its other results).
+    #: The host's load over the timed run that gave this result, or else over the part
+    #: call that gave it (with its other results).
     load: HostLoad | None = None
 
     @property
@@ -102,6 +104,8 @@ class Setup:
     workdir: str
     server_frames: int = 200
     repeat: int = 1
+    #: The camera and walker servers of part (d), while they run.
+    servers: BenchServers | None = None
 
     def frame(self, i: int) -> np.ndarray:
         return self.pool[i % len(self.pool)]
@@ -259,10 +263,12 @@ def fresh_start(nbytes: int) -> None:
 
 def _timed(key: str, label: str, count: int, func: Callable[[], int]) -> Result:
     fresh_start((count + 16) * setup_nbytes())
-    start = time.perf_counter()
-    written = func()
-    seconds = time.perf_counter() - start
-    return Result(key, label, written, written * setup_nbytes(), seconds, count - written)
+    with host_load() as load:
+        start = time.perf_counter()
+        written = func()
+        seconds = time.perf_counter() - start
+    return Result(key, label, written, written * setup_nbytes(), seconds, count - written,
+                  load)
 
 
 def setup_nbytes() -> int:
@@ -411,15 +417,16 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
         if not ready.wait(60):
             raise RuntimeError("the raw sender did not start")
         fresh_start((count + 16) * setup_nbytes())
-        start = time.perf_counter()
-        go.set()
-        while len(parts := pull.recv_multipart(copy=False)) == 2:
-            frames.put(parts[1].buffer)
-        frames.put(None)
-        writer.join()
-        if file is not None:
-            file.close()
-        seconds = time.perf_counter() - start
+        with host_load() as load:
+            start = time.perf_counter()
+            go.set()
+            while len(parts := pull.recv_multipart(copy=False)) == 2:
+                frames.put(parts[1].buffer)
+            frames.put(None)
+            writer.join()
+            if file is not None:
+                file.close()
+            seconds = time.perf_counter() - start
         if errors:
             raise errors[0]
     finally:
@@ -436,108 +443,136 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
         context.term()
         shutil.rmtree(path, ignore_errors=True)
     label = f"raw pyzmq {transport} -> {'h5py' if file is not None else 'tifffile'}"
-    return Result(key, label, written, written * setup_nbytes(), seconds, count - written)
+    return Result(key, label, written, written * setup_nbytes(), seconds, count - written,
+                  load)
 
 
 BENCH_WALKER = "bench/walker/1"
 BENCH_CAMERA = "bench/camera/1"
 
 
-def part_d_servers(setup: Setup) -> list[Result]:
-    """Camera server -> walker server -> disk, timed from GrabSend until the walker is ON
-    again (every file closed); the session only sends commands. ``setup.repeat`` rounds
-    of HDF5 then TIFF on the same servers; the best run of each format counts, the frames
-    lost are those of all rounds."""
-    previous = os.environ.get("TANGO_HOST")
-    state_dir = tempfile.mkdtemp(prefix="bench_tango_db_")
-    processes: list[ServerProcess] = []
-    try:
-        with EmbeddedDatabase(Path(state_dir)) as db:
-            os.environ["TANGO_HOST"] = db.tango_host  # the clients' events need it
-            root = os.path.join(setup.workdir, "walker_root")
-            camera_args = {"width": SHAPE[1], "height": SHAPE[0], "dtype": "uint16",
-                           "exposure_time": "10 us", "frame_rate": "1000000 / s"}
-            database = db.database()
-            register_server(database, "ConcertWalker", "bench", "DirectoryWalker",
-                            [BENCH_WALKER], {BENCH_WALKER: {"root": [root]}})
-            register_server(database, "ConcertCamera", "bench", "Camera", [BENCH_CAMERA],
-                            {BENCH_CAMERA: {"concert_args": [json.dumps(camera_args)]}})
-            for server, device in (("ConcertWalker", BENCH_WALKER),
-                                   ("ConcertCamera", BENCH_CAMERA)):
-                processes.append(ServerProcess(
-                    [sys.executable, "-m", "servers.main", server, "bench"], db.tango_host,
-                    [device], Path(state_dir) / f"{server}.log", timeout=60))
-                processes[-1].start()
-            return _through_servers(setup, root)
-    finally:
-        for process in reversed(processes):
+class BenchServers:
+    """A ConcertCamera and a ConcertWalker server on an embedded Tango database, started
+    before the first round and stopped after the last, so that every round of (d) runs
+    between the other parts' rounds, as theirs do. Entering also runs the warm-up
+    sequences (camera plans, noise banks, the first files) of every transport and
+    format."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.root = os.path.join(setup.workdir, "walker_root")
+        self._state_dir = ""
+        self._processes: list[ServerProcess] = []
+        self._database: EmbeddedDatabase | None = None
+        self._previous_host: str | None = None
+        self.walker: tango.DeviceProxy | None = None
+        self.camera: tango.DeviceProxy | None = None
+
+    def __enter__(self) -> BenchServers:
+        self._previous_host = os.environ.get("TANGO_HOST")
+        self._state_dir = tempfile.mkdtemp(prefix="bench_tango_db_")
+        try:
+            self._start()
+            for transport in SERVER_TRANSPORTS:
+                for fmt in FORMATS:
+                    self.run(transport, fmt, f"warmup_{fmt}_{transport}", 3)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self._database = EmbeddedDatabase(Path(self._state_dir))
+        self._database.__enter__()
+        tango_host = self._database.tango_host
+        os.environ["TANGO_HOST"] = tango_host  # the clients' events need it
+        camera_args = {"width": SHAPE[1], "height": SHAPE[0], "dtype": "uint16",
+                       "exposure_time": "10 us", "frame_rate": "1000000 / s"}
+        database = self._database.database()
+        register_server(database, "ConcertWalker", "bench", "DirectoryWalker",
+                        [BENCH_WALKER], {BENCH_WALKER: {"root": [self.root]}})
+        register_server(database, "ConcertCamera", "bench", "Camera", [BENCH_CAMERA],
+                        {BENCH_CAMERA: {"concert_args": [json.dumps(camera_args)]}})
+        for server, device in (("ConcertWalker", BENCH_WALKER),
+                               ("ConcertCamera", BENCH_CAMERA)):
+            self._processes.append(ServerProcess(
+                [sys.executable, "-m", "servers.main", server, "bench"], tango_host,
+                [device], Path(self._state_dir) / f"{server}.log", timeout=60))
+            self._processes[-1].start()
+        self.walker = tango.DeviceProxy(BENCH_WALKER)
+        self.camera = tango.DeviceProxy(BENCH_CAMERA)
+        self.walker.write_attribute("stream_timeout", 30.0)
+
+    def __exit__(self, *exc: object) -> None:
+        self.walker = self.camera = None
+        for process in reversed(self._processes):
             process.stop()
-        if previous is None:
+        self._processes.clear()
+        if self._database is not None:
+            self._database.__exit__(None, None, None)
+            self._database = None
+        if self._previous_host is None:
             os.environ.pop("TANGO_HOST", None)
         else:
-            os.environ["TANGO_HOST"] = previous
-        shutil.rmtree(state_dir, ignore_errors=True)
+            os.environ["TANGO_HOST"] = self._previous_host
+        shutil.rmtree(self._state_dir, ignore_errors=True)
 
-
-def _through_servers(setup: Setup, root: str) -> list[Result]:
-    walker, camera = tango.DeviceProxy(BENCH_WALKER), tango.DeviceProxy(BENCH_CAMERA)
-    walker.write_attribute("stream_timeout", 30.0)
-    endpoint = ""
-
-    def run(fmt: str, name: str, count: int) -> tuple[int, float]:
+    def run(self, transport: str, fmt: str, name: str, count: int) -> tuple[int, float, HostLoad]:
+        """Camera -> walker -> ``fmt`` files in directory ``name`` over ``transport``:
+        frames written, seconds from GrabSend until the walker is ON again (every file
+        closed), and the host's load over those seconds."""
+        walker, camera = self.walker, self.camera
+        assert walker is not None and camera is not None, "servers not started"
+        camera.write_attribute("shared_memory", transport == "shm")
+        camera.write_attribute("data_endpoint", SERVER_TRANSPORTS[transport])
+        endpoint = camera.read_attribute("data_endpoint").value
         walker.Home()
         walker.write_attribute("writer_class", ["TIFF", "HDF5"].index(fmt))
         walker.write_attribute("dsetname", "frame_{:>06}.tif")
         walker.Descend(name)
         walker.WriteSequence(endpoint)
         fresh_start((count + 16) * setup_nbytes())  # as in (c)
-        start = time.perf_counter()
-        camera.GrabSend(count)
-        while walker.state() == tango.DevState.RUNNING:
-            time.sleep(0.005)
-        seconds = time.perf_counter() - start
+        with host_load() as load:
+            start = time.perf_counter()
+            camera.GrabSend(count)
+            while walker.state() == tango.DevState.RUNNING:
+                time.sleep(0.005)
+            seconds = time.perf_counter() - start
         if walker.state() != tango.DevState.ON:
             raise RuntimeError(f"walker ended in {walker.state()}: {walker.status()}")
         while camera.state() == tango.DevState.RUNNING:
             time.sleep(0.005)
         written = walker.read_attribute("frames_written").value
-        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        return written, seconds
+        shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        return written, seconds, load
 
-    def connect(transport: str) -> str:
-        camera.write_attribute("shared_memory", transport == "shm")
-        camera.write_attribute("data_endpoint", SERVER_TRANSPORTS[transport])
-        return camera.read_attribute("data_endpoint").value
 
-    formats = (("HDF5", "d.hdf5"), ("TIFF", "d.tiff"))
-    for transport in SERVER_TRANSPORTS:
-        endpoint = connect(transport)
-        for fmt, _ in formats:
-            run(fmt, f"warmup_{fmt}_{transport}", 3)  # camera plans, noise banks, first files
-    best: dict[str, Result] = {}
-    lost = {key + _suffix(transport): 0 for _, key in formats for transport in SERVER_TRANSPORTS}
+#: (d)'s formats and the keys of their results.
+FORMATS = {"HDF5": "d.hdf5", "TIFF": "d.tiff"}
+
+
+def part_d_servers(setup: Setup) -> list[Result]:
+    """One round of camera server -> walker server -> disk on ``setup.servers``: every
+    transport, HDF5 then TIFF; the session only sends commands. Each result carries the
+    host's load over its own timed run."""
+    servers = setup.servers
+    if servers is None:
+        raise RuntimeError("part (d) needs the servers: run it inside BenchServers")
     count = setup.server_frames
-    rounds = max(setup.repeat, 1)
-    for round_number in range(rounds):
-        for transport in SERVER_TRANSPORTS:
-            endpoint = connect(transport)
-            for fmt, key in formats:
-                key += _suffix(transport)
-                written, seconds = run(fmt, f"run_{fmt}_{round_number}", count)
-                lost[key] += count - written
-                how = "shm+ipc" if transport == "shm" else transport
-                result = Result(key, f"camera -> ConcertWalker -> {fmt} {how}",
-                                written, written * setup_nbytes(), seconds)
-                if key not in best or result.gbps > best[key].gbps:
-                    best[key] = result
-    for key, result in best.items():
-        result.lost = lost[key]
-        if rounds > 1:
-            result.label += f" (best of {rounds})"
-    return list(best.values())
+    results = []
+    for transport in SERVER_TRANSPORTS:
+        how = "shm+ipc" if transport == "shm" else transport
+        for fmt, key in FORMATS.items():
+            written, seconds, load = servers.run(transport, fmt, f"run_{fmt}", count)
+            results.append(Result(key + _suffix(transport),
+                                  f"camera -> ConcertWalker -> {fmt} {how}", written,
+                                  written * setup_nbytes(), seconds, count - written, load))
+    return results
 
 
-#: The benchmark's parts in order; each takes the Setup and returns Results.
+#: The benchmark's parts in order; each takes the Setup and returns Results. Every part
+#: runs ``--repeat`` times, in interleaved rounds (the best run counts: the machine may be
+#: shared).
 PARTS: list[Callable[[Setup], list[Result]]] = [
     part_a_raw_zmq,
     part_b_image_sender,
@@ -545,10 +580,6 @@ PARTS: list[Callable[[Setup], list[Result]]] = [
     part_d_raw_pipeline,
     part_d_servers,
 ]
-
-#: Parts run ``--repeat`` times (interleaved; the best run counts: the machine may be
-#: shared); part (d) repeats its runs itself, on one pair of servers.
-REPEATED = [part_a_raw_zmq, part_b_image_sender, part_c_writers, part_d_raw_pipeline]
 
 
 def report(result: Result, note: str = "") -> None:
@@ -633,29 +664,26 @@ def main() -> int:
                   args.repeat)
     print(f"frames {SHAPE[0]}x{SHAPE[1]} {np.dtype(DTYPE).name} ({setup_nbytes() / 1e6:.1f} MB)")
     results: dict[str, Result] = {}
-    repeated_keys: list[str] = []
     lost = 0
     try:
-        rounds = [(part, r) for r in range(args.repeat) for part in PARTS if part in REPEATED]
-        rounds += [(part, 0) for part in PARTS if part not in REPEATED]
-        for part, round_number in rounds:
-            with host_load() as load:
-                part_results = part(setup)
-            for result in part_results:
-                result.load = load
-                lost += result.lost
-                if part in REPEATED and result.key not in repeated_keys:
-                    repeated_keys.append(result.key)
-                best = results.get(result.key)
-                if best is None or result.gbps > best.gbps:
-                    results[result.key] = result
-                if args.verbose or part not in REPEATED:
-                    report(result, f"round {round_number}" if part in REPEATED else "")
-        if not args.verbose:
-            print(f"best of {args.repeat} rounds:")
-            for key in repeated_keys:
-                report(results[key], "best")
+        with BenchServers(setup) as setup.servers:
+            for round_number in range(args.repeat):
+                for part in PARTS:
+                    with host_load() as load:
+                        part_results = part(setup)
+                    for result in part_results:
+                        result.load = result.load or load
+                        lost += result.lost
+                        best = results.get(result.key)
+                        if best is None or result.gbps > best.gbps:
+                            results[result.key] = result
+                        if args.verbose:
+                            report(result, f"round {round_number}")
+        print(f"best of {args.repeat} rounds:")
+        for result in results.values():
+            report(result, "best")
     finally:
+        setup.servers = None
         shutil.rmtree(workdir, ignore_errors=True)
     for label, numerator, denominator, goal in RATIOS:
         base = _denominator(results, denominator)
