@@ -711,7 +711,7 @@ def main() -> int:
                 notes.append(f"goal >= {goal:.2f}: {'met' if ratio >= goal else 'MISSED'}")
             if stolen := _disturbed(results, [numerator, *base[1]]):
                 notes.append(f"host: {stolen}")
-            print(f"  {label:<34} {ratio:5.2f}" + (f"  ({'; '.join(notes)})" if notes else ""))
+            print(f"  {label:<34} {ratio:6.3f}" + (f"  ({'; '.join(notes)})" if notes else ""))
     print("frames lost (all runs):", lost)
     return 1 if lost else 0
 
