@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -452,6 +453,13 @@ BENCH_WALKER = "bench/walker/1"
 BENCH_CAMERA = "bench/camera/1"
 
 
+def _restore_environment(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 class BenchServers:
     """A ConcertCamera and a ConcertWalker server on an embedded Tango database, started
     before the first round and stopped after the last, so that every round of (d) runs
@@ -461,19 +469,14 @@ class BenchServers:
 
     def __init__(self, setup: Setup) -> None:
         self.root = os.path.join(setup.workdir, "walker_root")
-        self._state_dir = ""
-        self._processes: list[ServerProcess] = []
-        self._database: EmbeddedDatabase | None = None
-        self._previous_host: str | None = None
+        self._stack = contextlib.ExitStack()  # undoes the start, in reverse order
         self.walker: tango.DeviceProxy | None = None
         self.camera: tango.DeviceProxy | None = None
         self.endpoint = ""  # where the camera sends its frames
 
     def __enter__(self) -> BenchServers:
-        self._previous_host = os.environ.get("TANGO_HOST")
-        self._state_dir = tempfile.mkdtemp(prefix="bench_tango_db_")
         try:
-            self._start()
+            self._start(self._stack)
             for transport in SERVER_TRANSPORTS:
                 self.connect(transport)
                 for fmt in FORMATS:
@@ -483,41 +486,34 @@ class BenchServers:
             raise
         return self
 
-    def _start(self) -> None:
-        self._database = EmbeddedDatabase(Path(self._state_dir))
-        self._database.__enter__()
-        tango_host = self._database.tango_host
-        os.environ["TANGO_HOST"] = tango_host  # the clients' events need it
+    def _start(self, stack: contextlib.ExitStack) -> None:
+        previous = os.environ.get("TANGO_HOST")
+        stack.callback(_restore_environment, "TANGO_HOST", previous)
+        state_dir = tempfile.mkdtemp(prefix="bench_tango_db_")
+        stack.callback(shutil.rmtree, state_dir, ignore_errors=True)
+        db = stack.enter_context(EmbeddedDatabase(Path(state_dir)))
+        os.environ["TANGO_HOST"] = db.tango_host  # the clients' events need it
         camera_args = {"width": SHAPE[1], "height": SHAPE[0], "dtype": "uint16",
                        "exposure_time": "10 us", "frame_rate": "1000000 / s"}
-        database = self._database.database()
+        database = db.database()
         register_server(database, "ConcertWalker", "bench", "DirectoryWalker",
                         [BENCH_WALKER], {BENCH_WALKER: {"root": [self.root]}})
         register_server(database, "ConcertCamera", "bench", "Camera", [BENCH_CAMERA],
                         {BENCH_CAMERA: {"concert_args": [json.dumps(camera_args)]}})
         for server, device in (("ConcertWalker", BENCH_WALKER),
                                ("ConcertCamera", BENCH_CAMERA)):
-            self._processes.append(ServerProcess(
-                [sys.executable, "-m", "servers.main", server, "bench"], tango_host,
-                [device], Path(self._state_dir) / f"{server}.log", timeout=60))
-            self._processes[-1].start()
+            process = ServerProcess(
+                [sys.executable, "-m", "servers.main", server, "bench"], db.tango_host,
+                [device], Path(state_dir) / f"{server}.log", timeout=60)
+            stack.callback(process.stop)
+            process.start()
         self.walker = tango.DeviceProxy(BENCH_WALKER)
         self.camera = tango.DeviceProxy(BENCH_CAMERA)
         self.walker.write_attribute("stream_timeout", 30.0)
 
     def __exit__(self, *exc: object) -> None:
         self.walker = self.camera = None
-        for process in reversed(self._processes):
-            process.stop()
-        self._processes.clear()
-        if self._database is not None:
-            self._database.__exit__(None, None, None)
-            self._database = None
-        if self._previous_host is None:
-            os.environ.pop("TANGO_HOST", None)
-        else:
-            os.environ["TANGO_HOST"] = self._previous_host
-        shutil.rmtree(self._state_dir, ignore_errors=True)
+        self._stack.close()
 
     def connect(self, transport: str) -> None:
         """Have the camera send over ``transport`` (a new sender: with ``shm``, a new
