@@ -398,6 +398,27 @@ async def test_closing_or_cancelling_frames_while_it_waits():
         assert not receiver._loop_receiving and receiver._socket.closed
 
 
+async def test_close_from_another_thread_while_frames_waits_closes_on_the_loop():
+    async with ImageSender(LOOPBACK) as sender:
+        receiver = ImageReceiver(sender.endpoint, timeout=None)
+        reading = asyncio.create_task(collect(receiver.frames()))
+        await wait_for(lambda: receiver._loop_receiving)
+        closing_threads: list[str] = []
+        release = receiver._release
+
+        def recording_release() -> None:
+            closing_threads.append(threading.current_thread().name)
+            release()
+
+        receiver._release = recording_release
+        await asyncio.to_thread(receiver.close)
+        assert receiver.closed
+        with pytest.raises(DataPlaneError, match="closed while read"):
+            await reading
+        assert closing_threads == [threading.main_thread().name]  # the loop's thread
+        assert receiver._socket.closed and not receiver._loop_receiving
+
+
 async def test_frames_resumed_after_close_fails_cleanly():
     async with ImageSender(LOOPBACK) as sender:
         receiver = ImageReceiver(sender.endpoint, timeout=None)

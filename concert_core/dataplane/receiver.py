@@ -40,6 +40,14 @@ _END: Any = object()
 STOP_POLL = 0.05
 
 
+def _runs_on(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the calling thread is running ``loop``."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class ImageReceiver:
     """Receives the frames of an :class:`~.sender.ImageSender` (or any peer speaking the
     wire format).
@@ -108,6 +116,7 @@ class ImageReceiver:
         self._expected = 0  # index of the next frame of the current stream
         self._thread_reading = False  # a thread reads the socket (frames_blocking)
         self._loop_receiving = False  # frames() waits on the socket (not at a yield)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop frames() runs on
         self._stream_number = 0  # streams begun: a reader resumed after another began stops
         self._reader_lock = threading.Lock()
 
@@ -133,6 +142,7 @@ class ImageReceiver:
             limit = self._begin(timeout)
             number = self._stream_number
             self._loop_receiving = holding = True
+            self._loop = asyncio.get_running_loop()
         poll_ms = None if limit is None else max(int(limit * 1000), 0)
         try:
             while True:
@@ -274,9 +284,10 @@ class ImageReceiver:
     def close(self) -> None:
         """Close the socket and unmap shared memory (frames still alive stay valid).
 
-        While a thread reads the receiver (:meth:`ReceivedStream.frames_blocking`) the
-        socket cannot be closed from here (libzmq sockets are not thread-safe): that
-        thread closes it within :data:`STOP_POLL` s and its reading fails with
+        libzmq sockets are not thread-safe, so the socket is closed by whoever reads it:
+        a thread reading the receiver (:meth:`ReceivedStream.frames_blocking`) closes it
+        within :data:`STOP_POLL` s, and :meth:`frames` waiting on an event loop of
+        another thread has it closed there, soon after. Either reading fails with
         :class:`DataPlaneError`."""
         with self._reader_lock:
             if self.closed:
@@ -284,6 +295,13 @@ class ImageReceiver:
             self.closed = True
             if self._thread_reading:
                 return  # the reading thread closes the socket on its way out
+            loop = self._loop if self._loop_receiving else None
+        if loop is not None and loop.is_running() and not _runs_on(loop):
+            try:
+                loop.call_soon_threadsafe(self._release)
+                return
+            except RuntimeError:  # the loop closed meanwhile: nothing polls the socket
+                pass
         self._release()
 
     def _release(self) -> None:
