@@ -53,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,14 +263,31 @@ def fresh_start(nbytes: int) -> None:
     warm_memory(nbytes)
 
 
-def _timed(key: str, label: str, count: int, func: Callable[[], int]) -> Result:
-    fresh_start((count + 16) * setup_nbytes())
-    with host_load() as load:
+@dataclass
+class Span:
+    """A timed run: its seconds, and the host's load over them."""
+
+    seconds: float = 0.0
+    load: HostLoad | None = None
+
+
+@contextlib.contextmanager
+def disk_run(frames: int) -> Iterator[Span]:
+    """Time a disk run that writes ``frames`` frames: :func:`fresh_start` for them (and
+    some headroom), then the seconds of the ``with`` block and the host's load."""
+    fresh_start((frames + 16) * setup_nbytes())
+    span = Span()
+    with host_load() as span.load:
         start = time.perf_counter()
+        yield span
+        span.seconds = time.perf_counter() - start
+
+
+def _timed(key: str, label: str, count: int, func: Callable[[], int]) -> Result:
+    with disk_run(count) as span:
         written = func()
-        seconds = time.perf_counter() - start
-    return Result(key, label, written, written * setup_nbytes(), seconds, count - written,
-                  load)
+    return Result(key, label, written, written * setup_nbytes(), span.seconds,
+                  count - written, span.load)
 
 
 def setup_nbytes() -> int:
@@ -418,9 +435,7 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
     try:
         if not ready.wait(60):
             raise RuntimeError("the raw sender did not start")
-        fresh_start((count + 16) * setup_nbytes())
-        with host_load() as load:
-            start = time.perf_counter()
+        with disk_run(count) as span:
             go.set()
             while len(parts := pull.recv_multipart(copy=False)) == 2:
                 frames.put(parts[1].buffer)
@@ -428,7 +443,6 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
             writer.join()
             if file is not None:
                 file.close()
-            seconds = time.perf_counter() - start
         if errors:
             raise errors[0]
     finally:
@@ -445,8 +459,8 @@ def _raw_pipeline(setup: Setup, fmt: str, key: str, transport: str) -> Result:
         context.term()
         shutil.rmtree(path, ignore_errors=True)
     label = f"raw pyzmq {transport} -> {'h5py' if file is not None else 'tifffile'}"
-    return Result(key, label, written, written * setup_nbytes(), seconds, count - written,
-                  load)
+    return Result(key, label, written, written * setup_nbytes(), span.seconds,
+                  count - written, span.load)
 
 
 BENCH_WALKER = "bench/walker/1"
@@ -525,14 +539,13 @@ class BenchServers:
 
     def warm_up(self, fmt: str, name: str, count: int) -> None:
         """An untimed :meth:`run`; a frame lost in it fails the benchmark."""
-        written, _, _ = self.run(fmt, name, count)
+        written, _ = self.run(fmt, name, count)
         if written != count:
             raise RuntimeError(f"untimed run {name!r}: {written} of {count} frames written")
 
-    def run(self, fmt: str, name: str, count: int) -> tuple[int, float, HostLoad]:
-        """Camera -> walker -> ``fmt`` files in directory ``name``: frames written,
-        seconds from GrabSend until the walker is ON again (every file closed), and the
-        host's load over those seconds."""
+    def run(self, fmt: str, name: str, count: int) -> tuple[int, Span]:
+        """Camera -> walker -> ``fmt`` files in directory ``name``: frames written, and
+        the span from GrabSend until the walker is ON again (every file closed)."""
         walker, camera = self.walker, self.camera
         assert walker is not None and camera is not None, "servers not started"
         walker.Home()
@@ -540,20 +553,17 @@ class BenchServers:
         walker.write_attribute("dsetname", "frame_{:>06}.tif")
         walker.Descend(name)
         walker.WriteSequence(self.endpoint)
-        fresh_start((count + 16) * setup_nbytes())  # as in (c)
-        with host_load() as load:
-            start = time.perf_counter()
+        with disk_run(count) as span:
             camera.GrabSend(count)
             while walker.state() == tango.DevState.RUNNING:
                 time.sleep(0.005)
-            seconds = time.perf_counter() - start
         if walker.state() != tango.DevState.ON:
             raise RuntimeError(f"walker ended in {walker.state()}: {walker.status()}")
         while camera.state() == tango.DevState.RUNNING:
             time.sleep(0.005)
         written = walker.read_attribute("frames_written").value
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-        return written, seconds, load
+        return written, span
 
 
 #: (d)'s formats and the keys of their results.
@@ -576,10 +586,11 @@ def part_d_servers(setup: Setup) -> list[Result]:
         servers.connect(transport)
         servers.warm_up("HDF5", "first_frames", 2 * DEFAULT_SLOTS)
         for fmt, key in FORMATS.items():
-            written, seconds, load = servers.run(fmt, f"run_{fmt}", count)
+            written, span = servers.run(fmt, f"run_{fmt}", count)
             results.append(Result(key + _suffix(transport),
                                   f"camera -> ConcertWalker -> {fmt} {how}", written,
-                                  written * setup_nbytes(), seconds, count - written, load))
+                                  written * setup_nbytes(), span.seconds, count - written,
+                                  span.load))
     return results
 
 

@@ -5,10 +5,12 @@ sockets, real shared memory, real HDF5 and TIFF files."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
 import zlib
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -44,6 +46,25 @@ def writer_threads() -> list[threading.Thread]:
 
 def leftovers(path) -> list[str]:
     return [name for _, _, files in os.walk(path) for name in files if name.endswith(".part")]
+
+
+@contextlib.asynccontextmanager
+async def connected() -> AsyncIterator[tuple[ImageSender, ImageReceiver]]:
+    """A sender on loopback and a receiver connected to it that waits forever."""
+    async with (
+        ImageSender(LOOPBACK) as sender,
+        ImageReceiver(sender.endpoint, timeout=None) as receiver,
+    ):
+        yield sender, receiver
+
+
+def read_by_thread(receiver: ImageReceiver) -> bool:
+    return isinstance(receiver._reader, threading.Thread)
+
+
+def read_by_loop(receiver: ImageReceiver) -> bool:
+    """Whether frames() waits on the receiver's socket."""
+    return isinstance(receiver._reader, asyncio.AbstractEventLoop)
 
 
 async def collect(stream) -> list[ImageWithMetadata]:
@@ -180,10 +201,7 @@ async def test_on_timeout_end_publishes_what_came(tmp_path):
 
 
 async def test_cancelling_stops_the_thread_soon_and_aborts_the_file(tmp_path):
-    async with (
-        ImageSender(LOOPBACK) as sender,
-        ImageReceiver(sender.endpoint, timeout=None) as receiver,  # waits forever
-    ):
+    async with connected() as (sender, receiver):
         walker = await HDF5Walker(str(tmp_path / "s.h5"))
         writing = asyncio.create_task(walker.write_stream(receiver, dsetname="seq"))
         for frame in frames(3, (8, 8)):
@@ -253,10 +271,7 @@ async def test_a_failing_write_raises_to_the_caller_and_frees_the_slots(tmp_path
 
 
 async def test_blocking_reading_in_a_plain_thread_stops_on_its_event():
-    async with (
-        ImageSender(LOOPBACK) as sender,
-        ImageReceiver(sender.endpoint, timeout=None) as receiver,
-    ):
+    async with connected() as (sender, receiver):
         stop = threading.Event()
         idle = threading.Event()
         got: list[int] = []
@@ -295,15 +310,12 @@ async def test_closing_the_receiver_while_a_thread_reads_it_fails_the_write_clea
 
 
 async def test_a_receiver_read_by_a_thread_refuses_other_readers():
-    async with (
-        ImageSender(LOOPBACK) as sender,
-        ImageReceiver(sender.endpoint, timeout=None) as receiver,
-    ):
+    async with connected() as (sender, receiver):
         stop = threading.Event()
         reading = receiver.stream().frames_blocking(stop)
         thread = threading.Thread(target=lambda: list(reading))
         thread.start()
-        await wait_for(lambda: receiver._thread_reading)
+        await wait_for(lambda: read_by_thread(receiver))
         await sender.send(frames(1, (4, 4))[0])
         await wait_for(lambda: receiver.stream_received == 1)
         with pytest.raises(DataPlaneError, match="read by a thread"):
@@ -313,7 +325,7 @@ async def test_a_receiver_read_by_a_thread_refuses_other_readers():
         assert receiver.stream_received == 1 and receiver._expected == 1  # not reset
         stop.set()
         await asyncio.to_thread(thread.join, 2)
-        assert not thread.is_alive() and not receiver._thread_reading
+        assert not thread.is_alive() and not read_by_thread(receiver)
         sender.restart()  # a new stream, free again: the loop may read it
         await sender.send(frames(1, (4, 4))[0])
         await sender.end()
@@ -321,34 +333,28 @@ async def test_a_receiver_read_by_a_thread_refuses_other_readers():
 
 
 async def test_frames_waiting_on_the_socket_refuses_other_readers():
-    async with (
-        ImageSender(LOOPBACK) as sender,
-        ImageReceiver(sender.endpoint, timeout=None) as receiver,
-    ):
+    async with connected() as (sender, receiver):
         reading = asyncio.create_task(collect(receiver.frames()))
-        await wait_for(lambda: receiver._loop_receiving)
+        await wait_for(lambda: read_by_loop(receiver))
         with pytest.raises(DataPlaneError, match="read by frames"):
             next(receiver.stream().frames_blocking(threading.Event()))
         with pytest.raises(DataPlaneError, match="read by frames"):
             await anext(receiver.frames())
-        assert receiver._loop_receiving and not receiver._thread_reading
+        assert read_by_loop(receiver) and not read_by_thread(receiver)
         for frame in frames(3, (4, 4)):
             await sender.send(frame)
         await sender.end()
         assert [frame.metadata["index"] for frame in await reading] == [0, 1, 2]
-        assert receiver.complete and not receiver._loop_receiving
+        assert receiver.complete and not read_by_loop(receiver)
 
 
 async def test_frames_suspended_at_a_frame_holds_nothing_and_stops_once_overtaken():
-    async with (
-        ImageSender(LOOPBACK) as sender,
-        ImageReceiver(sender.endpoint, timeout=None) as receiver,
-    ):
+    async with connected() as (sender, receiver):
         sent = frames(3, (4, 4))
         await sender.send(sent[0])
         first = receiver.frames()
         assert (await anext(first)).metadata["index"] == 0
-        assert not receiver._loop_receiving  # suspended at the frame: the socket is free
+        assert not read_by_loop(receiver)  # suspended at the frame: the socket is free
         sender.restart()  # a new stream, read by a thread while `first` is suspended
         for frame in sent[1:]:
             await sender.send(frame)
@@ -359,19 +365,16 @@ async def test_frames_suspended_at_a_frame_holds_nothing_and_stops_once_overtake
         with pytest.raises(DataPlaneError, match="another reader began a stream"):
             await anext(first)
         assert receiver.stream_received == 2 and receiver.end_count == 2  # left alone
-        assert not receiver._loop_receiving and not receiver._thread_reading
+        assert not read_by_loop(receiver) and not read_by_thread(receiver)
 
 
 async def test_a_dropped_frames_generator_leaves_the_receiver_free():
-    async with (
-        ImageSender(LOOPBACK) as sender,
-        ImageReceiver(sender.endpoint, timeout=None) as receiver,
-    ):
+    async with connected() as (sender, receiver):
         for frame in frames(2, (4, 4)):
             await sender.send(frame)
         async for _frame in receiver.frames():
             break  # not closed yet: the loop closes the generator later
-        assert not receiver._loop_receiving
+        assert not read_by_loop(receiver)
         sender.restart()
         await sender.send(frames(1, (4, 4))[0])
         await sender.end()
@@ -385,24 +388,24 @@ async def test_closing_or_cancelling_frames_while_it_waits():
     async with ImageSender(LOOPBACK) as sender:
         receiver = ImageReceiver(sender.endpoint, timeout=None)
         reading = asyncio.create_task(collect(receiver.frames()))
-        await wait_for(lambda: receiver._loop_receiving)
+        await wait_for(lambda: read_by_loop(receiver))
         reading.cancel()  # a real cancellation stays one
         with pytest.raises(asyncio.CancelledError):
             await reading
-        assert not receiver._loop_receiving
+        assert not read_by_loop(receiver)
         reading = asyncio.create_task(collect(receiver.frames()))
-        await wait_for(lambda: receiver._loop_receiving)
+        await wait_for(lambda: read_by_loop(receiver))
         receiver.close()  # pyzmq cancels the wait: the reader fails, it is not cancelled
         with pytest.raises(DataPlaneError, match="closed while read"):
             await reading
-        assert not receiver._loop_receiving and receiver._socket.closed
+        assert not read_by_loop(receiver) and receiver._socket.closed
 
 
 async def test_close_from_another_thread_while_frames_waits_closes_on_the_loop():
     async with ImageSender(LOOPBACK) as sender:
         receiver = ImageReceiver(sender.endpoint, timeout=None)
         reading = asyncio.create_task(collect(receiver.frames()))
-        await wait_for(lambda: receiver._loop_receiving)
+        await wait_for(lambda: read_by_loop(receiver))
         closing_threads: list[str] = []
         release = receiver._release
 
@@ -416,7 +419,7 @@ async def test_close_from_another_thread_while_frames_waits_closes_on_the_loop()
         with pytest.raises(DataPlaneError, match="closed while read"):
             await reading
         assert closing_threads == [threading.main_thread().name]  # the loop's thread
-        assert receiver._socket.closed and not receiver._loop_receiving
+        assert receiver._socket.closed and not read_by_loop(receiver)
 
 
 async def test_frames_resumed_after_close_fails_cleanly():

@@ -114,9 +114,9 @@ class ImageReceiver:
         self.timed_out = False
         self.closed = False
         self._expected = 0  # index of the next frame of the current stream
-        self._thread_reading = False  # a thread reads the socket (frames_blocking)
-        self._loop_receiving = False  # frames() waits on the socket (not at a yield)
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop frames() runs on
+        #: Who uses the socket: the thread reading it (frames_blocking), the event loop
+        #: whose frames() waits on it (not while suspended at a frame), or None.
+        self._reader: threading.Thread | asyncio.AbstractEventLoop | None = None
         self._stream_number = 0  # streams begun: a reader resumed after another began stops
         self._reader_lock = threading.Lock()
 
@@ -138,11 +138,12 @@ class ImageReceiver:
         Suspended at a frame, it holds nothing; resumed after another reader began a
         stream or after :meth:`close`, it raises :class:`DataPlaneError`.
         """
+        loop = asyncio.get_running_loop()
         with self._reader_lock:
             limit = self._begin(timeout)
             number = self._stream_number
-            self._loop_receiving = holding = True
-            self._loop = asyncio.get_running_loop()
+            self._reader = loop
+        holding = True
         poll_ms = None if limit is None else max(int(limit * 1000), 0)
         try:
             while True:
@@ -166,7 +167,7 @@ class ImageReceiver:
                 self._let_go()
                 holding = False
                 yield image.pop()  # suspended, the generator holds no frame (nor its slot)
-                self._hold_again(number)
+                self._hold_again(number, loop)
                 holding = True
         finally:
             if holding:
@@ -187,10 +188,11 @@ class ImageReceiver:
 
     def _let_go(self) -> None:
         with self._reader_lock:
-            self._loop_receiving = False
+            self._reader = None
 
-    def _hold_again(self, number: int) -> None:
-        """Take the socket back for the :meth:`frames` reading stream ``number``."""
+    def _hold_again(self, number: int, loop: asyncio.AbstractEventLoop) -> None:
+        """Take the socket back for the :meth:`frames` reading stream ``number`` on
+        ``loop``."""
         with self._reader_lock:
             if self.closed:
                 raise DataPlaneError(f"receiver on {self.endpoint} was closed while read")
@@ -199,7 +201,7 @@ class ImageReceiver:
                     f"receiver on {self.endpoint}: another reader began a stream while this "
                     "one was suspended"
                 )
-            self._loop_receiving = True
+            self._reader = loop
 
     def stream(self, timeout: float | None = _UNSET) -> ReceivedStream:
         """The next stream, to be read with ``async for`` (as :meth:`frames`) or, in a
@@ -212,10 +214,9 @@ class ImageReceiver:
         by nobody, reset the stream's counters and return its timeout."""
         if self.closed:
             raise DataPlaneError(f"receiver on {self.endpoint} is closed")
-        if self._thread_reading:
-            raise DataPlaneError(f"receiver on {self.endpoint} is read by a thread already")
-        if self._loop_receiving:
-            raise DataPlaneError(f"receiver on {self.endpoint} is read by frames() already")
+        if self._reader is not None:
+            by = "a thread" if isinstance(self._reader, threading.Thread) else "frames()"
+            raise DataPlaneError(f"receiver on {self.endpoint} is read by {by} already")
         self._stream_number += 1
         self._expected = 0
         self.stream_received = 0
@@ -293,12 +294,12 @@ class ImageReceiver:
             if self.closed:
                 return
             self.closed = True
-            if self._thread_reading:
-                return  # the reading thread closes the socket on its way out
-            loop = self._loop if self._loop_receiving else None
-        if loop is not None and loop.is_running() and not _runs_on(loop):
+            reader = self._reader
+        if isinstance(reader, threading.Thread):
+            return  # the reading thread closes the socket on its way out
+        if reader is not None and reader.is_running() and not _runs_on(reader):
             try:
-                loop.call_soon_threadsafe(self._release)
+                reader.call_soon_threadsafe(self._release)
                 return
             except RuntimeError:  # the loop closed meanwhile: nothing polls the socket
                 pass
@@ -344,12 +345,12 @@ class ReceivedStream:
         receiver = self.receiver
         with receiver._reader_lock:  # checked, reset and claimed in one step
             limit = receiver._begin(self.timeout)
-            receiver._thread_reading = True
+            receiver._reader = threading.current_thread()
         try:
             yield from self._read(receiver, limit, stop, idle)
         finally:
             with receiver._reader_lock:
-                receiver._thread_reading = False
+                receiver._reader = None
                 closed = receiver.closed
             if closed:  # closed meanwhile by another thread: the socket is this one's
                 receiver._release()
