@@ -171,6 +171,48 @@ async def test_views_keep_the_slot_busy_and_any_thread_in_any_order_frees_it():
         assert ring.busy() == 0
 
 
+def mappings_of(path: str) -> list[tuple[str, int, int]]:
+    """This process's mappings of ``path``: (permissions, Size, Rss), sizes in KiB."""
+    found: list[tuple[str, int, int]] = []
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's first line
+                ours = fields[-1] == path
+                if ours:
+                    found.append((fields[1], 0, 0))
+            elif ours and fields[0] in ("Size:", "Rss:"):
+                permissions, size, rss = found[-1]
+                value = int(fields[1])
+                found[-1] = ((permissions, value, rss) if fields[0] == "Size:"
+                             else (permissions, size, value))
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs /proc/self/smaps")
+def test_segments_are_mapped_with_their_page_tables_filled():
+    """Sender and receiver map a segment with every page in place (MAP_POPULATE), so the
+    first frame in each slot pays no fault per page (the first frames of a stream were
+    the slowest)."""
+    ring = SharedRing(4 << 20, slots=4)
+    shared = SharedFrames()
+    try:
+        slot = ring.take()
+        frame, free = shared.array(ring.ref(slot, 4 << 20), np.dtype(np.uint8), (4 << 20,))
+        mappings = sorted(mappings_of(ring.path))
+        page = os.sysconf("SC_PAGESIZE") >> 10
+        # The receiver's slots (read-only), its control area and the sender's whole
+        # segment: each with all of its pages mapped before any slot was touched.
+        assert [(permissions, size) for permissions, size, _ in mappings] == [
+            ("r--s", 16 << 10), ("rw-s", page), ("rw-s", (16 << 10) + page)]
+        assert all(rss == size for _, size, rss in mappings), mappings
+        del frame
+        free()
+    finally:
+        shared.close()
+        ring.close()
+
+
 async def test_a_receiver_holding_every_slot_times_out_the_sender():
     async with (
         ImageSender("ipc://*", shared_memory=True, slots=3, timeout=0.5) as sender,
