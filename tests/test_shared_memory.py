@@ -4,11 +4,13 @@ segments under /dev/shm, real files and, at the end, real camera and walker serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import random
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -35,6 +37,7 @@ from concert_core.dataplane import (
     encode_header,
 )
 from concert_core.dataplane import sender as sender_module
+from concert_core.dataplane import shared as shared_module
 from concert_core.dataplane.shared import SHM_DIR, SharedFrames
 from concert_core.devices.cameras.dummy import Camera, FileCamera
 from concert_core.helpers import ImageWithMetadata
@@ -589,3 +592,86 @@ def test_camera_server_to_walker_server_in_shared_memory(servers, writer_class) 
     camera.write_attribute("shared_memory", False)
     camera.write_attribute("data_endpoint", "")
     assert not others & set(os.listdir(SHM_DIR))
+
+
+# -- segments left by a killed sender --------------------------------------------------------
+def make_ring_and_die(wait: bool = False) -> subprocess.Popen:
+    """A process that makes a ring, prints its name, and then exits without
+    unlinking it (``os._exit``, as SIGKILL would), at once or when its stdin closes."""
+    code = (
+        "import os, sys\n"
+        "from concert_core.dataplane import SharedRing\n"
+        "ring = SharedRing(4096, slots=2)\n"
+        "print(ring.name, flush=True)\n"
+        + ("sys.stdin.read()\n" if wait else "")
+        + "os._exit(0)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+
+
+def orphan_of_dead_process() -> tuple[str, int]:
+    """The name of a segment whose process has exited, and that process's PID."""
+    process = make_ring_and_die()
+    name = process.stdout.readline().strip()
+    process.wait(30)
+    assert os.path.exists(os.path.join(SHM_DIR, name))
+    return name, process.pid
+
+
+needs_namespace = pytest.mark.skipif(
+    not shared_module._NAMESPACE, reason="needs /proc/self/ns/pid (a segment's PID namespace)")
+
+
+@needs_namespace
+def test_the_next_ring_removes_the_segments_of_a_killed_sender():
+    name, _ = orphan_of_dead_process()
+    path = os.path.join(SHM_DIR, name)
+    try:
+        ring = SharedRing(4096, slots=2)
+        ring.close()
+        assert not os.path.exists(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+@needs_namespace
+def test_segments_of_running_or_foreign_processes_are_kept():
+    """A running sender's segment, a segment from another PID namespace, one without a
+    namespace (made elsewhere), another user's and a file that is no segment all stay."""
+    running = make_ring_and_die(wait=True)
+    live = running.stdout.readline().strip()
+    dead_name, dead_pid = orphan_of_dead_process()
+    forged: dict[str, str] = {}
+    try:
+        check_orphan_removal(dead_name, dead_pid, live, forged)
+    finally:
+        running.stdin.close()
+        running.wait(30)
+        for name in [*forged.values(), live, dead_name]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(SHM_DIR, name))
+
+
+def check_orphan_removal(dead_name: str, dead_pid: int, live: str, forged: dict[str, str]):
+    """Forge segments that must stay next to the orphan ``dead_name`` (names added to
+    ``forged``), remove orphans, and check that only ``dead_name`` went."""
+    with open(os.path.join(SHM_DIR, dead_name), "rb") as segment:
+        header = bytearray(segment.read(64))
+    for what, namespace, magic in [("foreign namespace", shared_module._NAMESPACE ^ 1, None),
+                                   ("no namespace", 0, None),
+                                   ("no segment", shared_module._NAMESPACE, b"NOTOURS!")]:
+        data = bytearray(header)
+        struct.pack_into("<I", data, 12, namespace)
+        if magic is not None:
+            data[:8] = magic
+        forged[what] = f"concert-{dead_pid}-{os.urandom(8).hex()}"
+        Path(SHM_DIR, forged[what]).write_bytes(bytes(data))
+    if os.geteuid() == 0:  # root can give a copy of the orphan to another user
+        forged["another user's"] = f"concert-{dead_pid}-{os.urandom(8).hex()}"
+        Path(SHM_DIR, forged["another user's"]).write_bytes(bytes(header))
+        os.chown(os.path.join(SHM_DIR, forged["another user's"]), 65534, 65534)
+    assert shared_module.remove_orphans() == [dead_name]
+    for what, name in {**forged, "running": live}.items():
+        assert os.path.exists(os.path.join(SHM_DIR, name)), what

@@ -12,7 +12,7 @@ that bind a tcp address choose their connections' congestion control (:mod:`.tcp
 from concert_core.dataplane.broadcast import Broadcaster
 from concert_core.dataplane.receiver import ImageReceiver, ReceivedStream
 from concert_core.dataplane.sender import ImageSender, resolve_endpoint
-from concert_core.dataplane.shared import SharedFrames, SharedRing
+from concert_core.dataplane.shared import SharedFrames, SharedRing, remove_orphans
 from concert_core.dataplane.trigger import TriggerError, TriggerInput, TriggerOutput
 from concert_core.dataplane.wire import (
     DataPlaneError,
@@ -59,5 +59,6 @@ __all__ = [
     "decode",
     "encode_end",
     "encode_header",
+    "remove_orphans",
     "resolve_endpoint",
 ]

@@ -5,7 +5,7 @@ A sender owns rings of slots (:class:`SharedRing`), each a POSIX shared-memory f
 ``multiprocessing.shared_memory``: its resource tracker would unlink a segment a mere
 receiver attached). The file starts with a control area::
 
-    0   magic b"CONCERT1" | slots (u32) | reserved (u32) | slot size (u64) | data offset (u64)
+    0   magic b"CONCERT1" | slots (u32) | PID namespace (u32) | slot size (u64) | data offset (u64)
     64  one state byte per slot: 0 free, 1 in use
 
 then, from the page-aligned data offset, ``slots`` slots of ``slot size`` bytes (a
@@ -15,11 +15,19 @@ and sends only the header with ``"shm": {"segment", "offset", "size"}``. The rec
 and marks the slot free again when that array (and every view of it) has been garbage
 collected. A segment the sender replaces (a larger frame, a new stream while slots are
 still held) is unlinked once all its slots are free.
+
+A sender killed before it could unlink its segments (SIGKILL, a crash, ``os._exit``)
+leaves them behind, holding their memory until the host reboots. The next ring made on
+the host removes them (:func:`remove_orphans`): segments of the same user whose creator,
+named by the PID in the file name, no longer runs. The control area records the PID
+namespace the segment was made in (the inode of ``/proc/self/ns/pid``), so that a PID is
+only looked up where it means the same process; a segment without it is never removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import mmap
 import os
@@ -36,6 +44,8 @@ from typing import Any
 import numpy as np
 
 from concert_core.dataplane.wire import SharedMemoryError, SharedRef
+
+LOG = logging.getLogger(__name__)
 
 #: Directory of POSIX shared memory (Linux).
 SHM_DIR = "/dev/shm"
@@ -74,6 +84,77 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+def _pid_namespace() -> int:
+    """The inode of this process's PID namespace (a 32-bit number), 0 where unknown."""
+    try:
+        inode = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+    return inode if 0 < inode <= 0xFFFFFFFF else 0
+
+
+#: Written into every segment this process makes; 0 (unknown) disables the removal of
+#: orphans here and of this process's segments elsewhere.
+_NAMESPACE = _pid_namespace()
+
+
+def _gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists (in this PID namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # another user's process, or no valid PID
+        return False
+    return False
+
+
+def remove_orphans(directory: str = SHM_DIR) -> list[str]:
+    """Unlink the segments in ``directory`` whose sender was killed before it could
+    unlink them; return their names. Only segments of this user, made in this PID
+    namespace, whose creating process is gone are removed (a PID reused since keeps
+    its segment). Mappings of a removed segment stay valid until they are unmapped."""
+    if not _NAMESPACE:
+        return []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not NAME_PATTERN.fullmatch(name) or not _gone(int(name.split("-")[1])):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            header = os.pread(fd, _HEADER.size, 0)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if (info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode)
+                or len(header) < _HEADER.size):
+            continue
+        magic, _, namespace, _, _ = _HEADER.unpack(header)
+        if magic != _MAGIC or namespace != _NAMESPACE:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            LOG.warning("cannot remove %s, left by a process that is gone: %s", path, error)
+            continue
+        LOG.info("removed %s (%d MiB), left by process %s that is gone", path,
+                 info.st_size >> 20, name.split("-")[1])
+        removed.append(name)
+    return removed
+
+
 class SharedRing:
     """A segment of ``slots`` slots of at least ``nbytes`` bytes each, created and owned
     by a sender (which alone takes slots; receivers free them). Unlinked by
@@ -86,6 +167,7 @@ class SharedRing:
         self.slot_size = _round_up(max(int(nbytes), 1), _PAGE)
         self.data_offset = _data_offset(slots)
         self.size = self.data_offset + slots * self.slot_size
+        remove_orphans()
         self.name = f"concert-{os.getpid()}-{secrets.token_hex(8)}"
         self.path = os.path.join(SHM_DIR, self.name)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -101,7 +183,8 @@ class SharedRing:
             raise
         finally:
             os.close(fd)
-        _HEADER.pack_into(self._map, 0, _MAGIC, slots, 0, self.slot_size, self.data_offset)
+        _HEADER.pack_into(self._map, 0, _MAGIC, slots, _NAMESPACE, self.slot_size,
+                          self.data_offset)
         self._cursor = 0
 
     @property
@@ -370,4 +453,5 @@ __all__ = [
     "SharedFrames",
     "SharedRing",
     "close_rings",
+    "remove_orphans",
 ]
