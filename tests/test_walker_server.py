@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tango
 
+from benchmarks.bench_dataplane import StateEvents
 from concert_core.coroutines import wait_until
 from concert_core.dataplane import DataPlaneTimeout, ImageReceiver, ImageSender
 from concert_core.devices.cameras.base import SEND_AHEAD
@@ -290,6 +291,27 @@ def test_failed_write_sequence_faults_and_the_next_one_works(servers: Servers, w
     assert wait_state(walker) == tango.DevState.ON, walker.status()
     assert walker.read_attribute("frames_written").value == 3
     assert "error" not in walker.status()
+
+
+@pytest.mark.tango
+def test_the_benchmark_sees_each_sequence_end_by_state_events(servers: Servers, walker) -> None:
+    """bench_dataplane's StateEvents: no end before a sequence began or while it runs,
+    the end of each sequence once it came, and nothing left over from the one before."""
+    endpoint = servers.camera.read_attribute("data_endpoint").value
+    states = StateEvents(walker)
+    try:
+        for count in (2, 3):
+            walker.Descend(f"sequence_{count}")  # a data set is never overwritten
+            states.forget()
+            assert not states.wait_left(tango.DevState.RUNNING, 0.2)  # nothing began
+            walker.WriteSequence(endpoint)
+            assert not states.wait_left(tango.DevState.RUNNING, 0.3)  # no frame sent yet
+            servers.camera.GrabSend(count)
+            assert states.wait_left(tango.DevState.RUNNING, 15)
+            assert walker.state() == tango.DevState.ON, walker.status()
+            assert walker.read_attribute("frames_written").value == count
+    finally:
+        states.close()
 
 
 @pytest.mark.tango
