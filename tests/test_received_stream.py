@@ -28,6 +28,7 @@ from concert_core.dataplane import (
 from concert_core.dataplane import receiver as receiver_module
 from concert_core.dataplane.shared import SHM_DIR
 from concert_core.helpers import ImageWithMetadata
+from tests.support import collect
 from tests.test_dataplane import MALFORMED, raw_frame
 from walkers import DirectoryWalker, HDF5Walker, StorageError, read_hdf5, read_tiff
 
@@ -65,10 +66,6 @@ def read_by_thread(receiver: ImageReceiver) -> bool:
 def read_by_loop(receiver: ImageReceiver) -> bool:
     """Whether frames() waits on the receiver's socket."""
     return isinstance(receiver._reader, asyncio.AbstractEventLoop)
-
-
-async def collect(stream) -> list[ImageWithMetadata]:
-    return [frame async for frame in stream]
 
 
 async def wait_for(condition, timeout: float = 5.0) -> None:
@@ -334,7 +331,7 @@ async def test_a_receiver_read_by_a_thread_refuses_other_readers():
 
 async def test_frames_waiting_on_the_socket_refuses_other_readers():
     async with connected() as (sender, receiver):
-        reading = asyncio.create_task(collect(receiver.frames()))
+        reading = asyncio.create_task(collect(receiver))
         await wait_for(lambda: read_by_loop(receiver))
         with pytest.raises(DataPlaneError, match="read by frames"):
             next(receiver.stream().frames_blocking(threading.Event()))
@@ -380,20 +377,20 @@ async def test_a_dropped_frames_generator_leaves_the_receiver_free():
         await sender.end()
         # the next stream starts at once (its first message is the old stream's frame 1,
         # refused as out of order; then frame 0 of the new one)
-        got = await collect(receiver.frames())
+        got = await collect(receiver)
         assert [frame.metadata["index"] for frame in got] == [0] and receiver.refused == 1
 
 
 async def test_closing_or_cancelling_frames_while_it_waits():
     async with ImageSender(LOOPBACK) as sender:
         receiver = ImageReceiver(sender.endpoint, timeout=None)
-        reading = asyncio.create_task(collect(receiver.frames()))
+        reading = asyncio.create_task(collect(receiver))
         await wait_for(lambda: read_by_loop(receiver))
         reading.cancel()  # a real cancellation stays one
         with pytest.raises(asyncio.CancelledError):
             await reading
         assert not read_by_loop(receiver)
-        reading = asyncio.create_task(collect(receiver.frames()))
+        reading = asyncio.create_task(collect(receiver))
         await wait_for(lambda: read_by_loop(receiver))
         receiver.close()  # pyzmq cancels the wait: the reader fails, it is not cancelled
         with pytest.raises(DataPlaneError, match="closed while read"):
@@ -404,7 +401,7 @@ async def test_closing_or_cancelling_frames_while_it_waits():
 async def test_close_from_another_thread_while_frames_waits_closes_on_the_loop():
     async with ImageSender(LOOPBACK) as sender:
         receiver = ImageReceiver(sender.endpoint, timeout=None)
-        reading = asyncio.create_task(collect(receiver.frames()))
+        reading = asyncio.create_task(collect(receiver))
         await wait_for(lambda: read_by_loop(receiver))
         closing_threads: list[str] = []
         release = receiver._release

@@ -181,10 +181,11 @@ class ImageReceiver:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self.closed and task is not None and not task.cancelling():
-                raise DataPlaneError(
-                    f"receiver on {self.endpoint} was closed while read"
-                ) from None
+                raise self._closed_while_read() from None
             raise
+
+    def _closed_while_read(self) -> DataPlaneError:
+        return DataPlaneError(f"receiver on {self.endpoint} was closed while read")
 
     def _let_go(self) -> None:
         with self._reader_lock:
@@ -195,7 +196,7 @@ class ImageReceiver:
         ``loop``."""
         with self._reader_lock:
             if self.closed:
-                raise DataPlaneError(f"receiver on {self.endpoint} was closed while read")
+                raise self._closed_while_read()
             if self._stream_number != number:
                 raise DataPlaneError(
                     f"receiver on {self.endpoint}: another reader began a stream while this "
@@ -366,7 +367,7 @@ class ReceivedStream:
         waited = 0.0
         while not stop.is_set():
             if receiver.closed:
-                raise DataPlaneError(f"receiver on {receiver.endpoint} was closed while read")
+                raise receiver._closed_while_read()
             try:
                 parts = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:

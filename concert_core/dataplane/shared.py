@@ -84,6 +84,15 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+def _control_header(fd: int) -> tuple[os.stat_result, tuple | None]:
+    """The status of the open file ``fd`` and the fields of its control header (None
+    unless it is a regular file large enough to hold one)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size < _HEADER.size:
+        return info, None
+    return info, _HEADER.unpack(os.pread(fd, _HEADER.size, 0))
+
+
 def _pid_namespace() -> int:
     """The inode of this process's PID namespace (a 32-bit number), 0 where unknown."""
     try:
@@ -122,7 +131,10 @@ def remove_orphans(directory: str = SHM_DIR) -> list[str]:
         return []
     removed = []
     for name in names:
-        if not NAME_PATTERN.fullmatch(name) or not _gone(int(name.split("-")[1])):
+        if not NAME_PATTERN.fullmatch(name):
+            continue
+        pid = int(name.split("-")[1])
+        if not _gone(pid):
             continue
         path = os.path.join(directory, name)
         try:
@@ -130,17 +142,13 @@ def remove_orphans(directory: str = SHM_DIR) -> list[str]:
         except OSError:
             continue
         try:
-            info = os.fstat(fd)
-            header = os.pread(fd, _HEADER.size, 0)
+            info, header = _control_header(fd)
         except OSError:
             continue
         finally:
             os.close(fd)
-        if (info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode)
-                or len(header) < _HEADER.size):
-            continue
-        magic, _, namespace, _, _ = _HEADER.unpack(header)
-        if magic != _MAGIC or namespace != _NAMESPACE:
+        if (header is None or info.st_uid != os.geteuid() or header[0] != _MAGIC
+                or header[2] != _NAMESPACE):
             continue
         try:
             os.unlink(path)
@@ -149,8 +157,8 @@ def remove_orphans(directory: str = SHM_DIR) -> list[str]:
         except OSError as error:
             LOG.warning("cannot remove %s, left by a process that is gone: %s", path, error)
             continue
-        LOG.info("removed %s (%d MiB), left by process %s that is gone", path,
-                 info.st_size >> 20, name.split("-")[1])
+        LOG.info("removed %s (%d MiB), left by process %d that is gone", path,
+                 info.st_size >> 20, pid)
         removed.append(name)
     return removed
 
@@ -261,11 +269,10 @@ class _Attached:
             raise SharedMemoryError(f"cannot open shared-memory segment {name}: "
                                     f"{error.strerror}") from None
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size < _HEADER.size:
+            info, header = _control_header(fd)
+            if header is None:
                 raise SharedMemoryError(f"{path} is not a shared-memory segment")
-            magic, slots, _, slot_size, data_offset = _HEADER.unpack(
-                os.pread(fd, _HEADER.size, 0))
+            magic, slots, _, slot_size, data_offset = header
             if (magic != _MAGIC or not 1 <= slots <= MAX_SLOTS or slot_size <= 0
                     or slot_size % _PAGE or data_offset != _data_offset(slots)
                     or data_offset + slots * slot_size > info.st_size):
